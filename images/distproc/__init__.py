@@ -1,0 +1,1 @@
+"""distproc: the master/worker queue program of multiprocessing.managers, made reliable."""

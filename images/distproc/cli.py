@@ -1,0 +1,274 @@
+"""``python -m distproc master|worker|submit|report|status|probe``.
+
+Exit codes: 0 ok, 1 runtime error (master unreachable...), 2 usage error (no authkey...),
+3 the job's own checks failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from multiprocessing import AuthenticationError
+from typing import Any
+
+from .auth import AuthkeyError, read_authkey
+from .broker import JobError
+from .client import Unreachable, broker, connect, parse_address
+from .ledger import make_spec
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
+log = logging.getLogger("distproc")
+
+
+def _job_args(p: argparse.ArgumentParser, tasks_default: int | None) -> None:
+    g = p.add_argument_group("job")
+    g.add_argument("--protocol", choices=("leased", "classic"), default="leased")
+    g.add_argument(
+        "--kind", default="square", help="square, cpu, io, or module:function (default square)"
+    )
+    g.add_argument("--tasks", type=int, default=tasks_default, help="number of tasks")
+    g.add_argument(
+        "--size", type=int, default=0, help="cpu: count primes below SIZE; io: wait SIZE ms"
+    )
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--batch", type=int, default=256, help="tasks per lease")
+    g.add_argument("--lease-seconds", type=float, default=10.0)
+    g.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        help="attempts (errors, crashes, expired leases) before dead-lettering",
+    )
+    g.add_argument(
+        "--no-retry-errors",
+        dest="retry_errors",
+        action="store_false",
+        help="a task that raises is final (failed) instead of retried",
+    )
+
+
+def _spec(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "kind": args.kind,
+        "tasks": args.tasks,
+        "size": args.size,
+        "seed": args.seed,
+        "protocol": args.protocol,
+        "batch": args.batch,
+        "lease_seconds": args.lease_seconds,
+        "max_attempts": args.max_attempts,
+        "retry_errors": args.retry_errors,
+    }
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--master", default="127.0.0.1:5000", help="HOST:PORT (default %(default)s)")
+    p.add_argument("--authkey-file", help="file holding the key (or $DISTPROC_AUTHKEY_FILE)")
+    p.add_argument("--connect-timeout", type=float, default=30.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m distproc", description=__doc__.split("\n")[0])
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("master", help="serve the task and result queues")
+    m.add_argument("--host", default="0.0.0.0")
+    m.add_argument("--port", type=int, default=5000)
+    m.add_argument("--authkey-file", help="file holding the key (or $DISTPROC_AUTHKEY_FILE)")
+    m.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=5.0,
+        help="drop a client that has not authenticated within this many seconds",
+    )
+    m.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="with --tasks: print the job's report and exit (3 if a check failed)",
+    )
+    m.add_argument("--job-timeout", type=float, default=None)
+    _job_args(m, tasks_default=None)
+
+    w = sub.add_parser("worker", help="take tasks, compute, put results back")
+    _client_args(w)
+    w.set_defaults(connect_timeout=60.0)
+    w.add_argument("--name", default=socket.gethostname())
+    w.add_argument("--group", default="")
+    w.add_argument("--protocol", choices=("auto", "leased", "classic"), default="auto")
+    w.add_argument("--mode", choices=("auto", "inline", "threads", "processes"), default="auto")
+    w.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="pool size (default: usable CPUs for processes, --threads for threads)",
+    )
+    w.add_argument("--threads", type=int, default=32, help="threads for io tasks")
+    w.add_argument("--batch", type=int, default=None, help="cap on tasks per lease")
+    w.add_argument("--heartbeat", type=float, default=1.0)
+    w.add_argument("--start-method", choices=("fork", "spawn", "forkserver"), default=None)
+
+    s = sub.add_parser("submit", help="run a job on a running master and print its report")
+    _client_args(s)
+    _job_args(s, tasks_default=1000)
+    s.add_argument("--payloads", help="JSON file with a list of payloads (instead of --tasks)")
+    s.add_argument("--timeout", type=float, default=None, help="cancel the job after SECONDS")
+    s.add_argument("--progress", choices=("auto", "bar", "plain", "json", "none"), default="auto")
+    s.add_argument("--results", action="store_true", help="include every task in the report")
+
+    r = sub.add_parser("report", help="print the JSON report of a job (the last by default)")
+    _client_args(r)
+    r.add_argument("--job", default=None)
+    r.add_argument("--results", action="store_true", help="include every task in the report")
+
+    st = sub.add_parser("status", help="print connected workers and the current job as JSON")
+    _client_args(st)
+
+    pr = sub.add_parser("probe", help="exit 0 if HOST:PORT accepts a TCP connection, else 1")
+    pr.add_argument("target", help="HOST:PORT")
+    pr.add_argument("--timeout", type=float, default=2.0)
+    return parser
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    from . import server
+    from .master import Master
+
+    key = read_authkey(args.authkey_file)
+    server.GuardedServer.handshake_timeout = args.handshake_timeout
+    master = Master(args.host, args.port, key).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.tasks is not None:
+        job_id = master.broker.submit(_spec(args))
+        if args.exit_when_done:
+            state = master.broker.wait(job_id, args.job_timeout or 1e9)
+            if not state["finished"]:
+                master.broker.cancel(job_id, "job timeout")
+            rep = master.broker.report(job_id)
+            _print_json(rep)
+            master.stop()
+            return EXIT_OK if rep["ok"] else EXIT_CHECK
+    stop.wait()
+    log.info("master stopping")
+    master.stop()
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .worker import Worker, WorkerConfig
+
+    cfg = WorkerConfig(
+        address=parse_address(args.master),
+        authkey=read_authkey(args.authkey_file),
+        name=args.name,
+        group=args.group,
+        protocol=args.protocol,
+        mode=args.mode,
+        concurrency=args.concurrency,
+        threads=args.threads,
+        batch=args.batch,
+        connect_timeout=args.connect_timeout,
+        heartbeat=args.heartbeat,
+        start_method=args.start_method,
+    )
+    return Worker(cfg).run()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .submit import ProgressPrinter, run_job
+
+    payloads = None
+    if args.payloads:
+        with open(args.payloads) as f:
+            payloads = json.load(f)
+        args.tasks = len(payloads)
+    rep = run_job(
+        parse_address(args.master),
+        read_authkey(args.authkey_file),
+        _spec(args),
+        payloads,
+        timeout=args.timeout,
+        progress=ProgressPrinter(args.progress),
+        connect_timeout=args.connect_timeout,
+    )
+    if args.results:
+        b = broker(connect(parse_address(args.master), read_authkey(args.authkey_file)))
+        rep = b.report(rep["job"]["id"], True)
+    _print_json(rep)
+    return EXIT_OK if rep["ok"] else EXIT_CHECK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    b = broker(
+        connect(parse_address(args.master), read_authkey(args.authkey_file), args.connect_timeout)
+    )
+    rep = b.report(args.job, args.results)
+    _print_json(rep)
+    return EXIT_OK if rep["ok"] else EXIT_CHECK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    b = broker(
+        connect(parse_address(args.master), read_authkey(args.authkey_file), args.connect_timeout)
+    )
+    _print_json(b.status())
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.target)
+    try:
+        with socket.create_connection((host, port), timeout=args.timeout):
+            print(f"reachable {host}:{port}")
+            return EXIT_OK
+    except OSError as exc:
+        print(f"unreachable {host}:{port}: {exc}")
+        return EXIT_ERROR
+
+
+COMMANDS = {
+    "master": cmd_master,
+    "worker": cmd_worker,
+    "submit": cmd_submit,
+    "report": cmd_report,
+    "status": cmd_status,
+    "probe": cmd_probe,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        if args.command in ("master", "submit") and args.tasks is not None:
+            make_spec(_spec(args))
+        return COMMANDS[args.command](args)
+    except (AuthkeyError, ValueError) as exc:
+        print(f"distproc {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AuthenticationError:
+        print(f"distproc {args.command}: the master rejected the authkey", file=sys.stderr)
+        return EXIT_ERROR
+    except (Unreachable, JobError) as exc:
+        print(f"distproc {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"distproc {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR

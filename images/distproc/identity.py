@@ -1,0 +1,64 @@
+"""Who and where a process is: hostname, pid, network namespace, and the CPUs it may use."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+
+def netns() -> str:
+    """The network namespace id, as ``readlink /proc/self/ns/net`` prints it."""
+    try:
+        return os.readlink("/proc/self/ns/net")
+    except OSError:
+        return "unknown"
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup's CFS quota (v2 ``cpu.max`` or v1 ``cfs_quota_us``)."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for d in (root / "cpu", root / "cpu,cpuacct", root):
+        try:
+            quota_us = int((d / "cpu.cfs_quota_us").read_text())
+            period_us = int((d / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: its affinity, capped by its cgroup quota (>= 1)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+def local_ip_of(fd: int) -> str:
+    """The local address of a connected TCP socket, given its file descriptor."""
+    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.getsockname()[0]
+
+
+def describe(name: str, group: str, local_ip: str = "") -> dict[str, object]:
+    """The identity a worker sends with ``hello``; the master records it as claimed."""
+    return {
+        "name": name,
+        "group": group,
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "local_ip": local_ip,
+        "netns": netns(),
+        "cpus": usable_cpus(),
+    }

@@ -1,0 +1,125 @@
+"""Task kinds: what a task computes, how a job's payloads are made, and how a value is checked.
+
+Built-in kinds make the classic lesson measurable:
+
+- ``square``: the tutorial's ``n * n`` (tiny: the cost is all in the transport);
+- ``cpu``: counts the primes below ``n`` by trial division, in pure Python (compute-bound,
+  holds the GIL, so only processes make it parallel);
+- ``io``: waits ``n`` milliseconds, standing for a network or disk call (threads suffice).
+
+Any other kind is ``module:function``: the worker imports ``module`` (shipped in the image,
+for example under ``distproc_kinds``) and calls ``function(payload)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import random
+import re
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+BUILTIN = ("square", "cpu", "io")
+KIND_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def square(n: int) -> int:
+    """The tutorial's task."""
+    return n * n
+
+
+def cpu(n: int) -> int:
+    """Count the primes below ``n`` by trial division: real, GIL-holding CPU work."""
+    count = 0
+    for k in range(2, n):
+        for d in range(2, math.isqrt(k) + 1):
+            if k % d == 0:
+                break
+        else:
+            count += 1
+    return count
+
+
+def io(ms: int) -> int:
+    """Wait ``ms`` milliseconds, as a network or disk call would; returns ``ms``."""
+    time.sleep(ms / 1000.0)
+    return ms
+
+
+_BUILTINS: dict[str, Callable[[Any], Any]] = {"square": square, "cpu": cpu, "io": io}
+
+
+class KindError(ValueError):
+    """A kind name that is neither built in nor a valid ``module:function``."""
+
+
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is well formed, else raise KindError."""
+    if kind in _BUILTINS or KIND_RE.match(kind):
+        return kind
+    raise KindError(f"unknown kind {kind!r}: use one of {', '.join(BUILTIN)} or module:function")
+
+
+@cache
+def resolve(kind: str) -> Callable[[Any], Any]:
+    """The callable behind a kind; imports ``module:function`` kinds on first use."""
+    fn = _BUILTINS.get(kind)
+    if fn is not None:
+        return fn
+    check_kind(kind)
+    module, _, name = kind.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise KindError(f"cannot load kind {kind!r}: {exc}") from exc
+
+
+def run(kind: str, payload: Any) -> Any:
+    """Run one task. Module-level, so process pools can pickle it under any start method."""
+    return resolve(kind)(payload)
+
+
+def run_many(kind: str, payloads: list[Any]) -> list[Any]:
+    """Run tasks in one call (one pickle round trip to a pool process for a chunk)."""
+    fn = resolve(kind)
+    return [fn(p) for p in payloads]
+
+
+def make_payloads(kind: str, count: int, size: int, seed: int) -> list[Any]:
+    """The payloads of a job built from a spec.
+
+    ``square`` gets ``count`` distinct integers (shuffled by ``seed``), so a classic result
+    string names its task unambiguously; ``cpu`` and ``io`` get ``size`` for every task;
+    a custom kind gets the task index.
+    """
+    if kind == "square":
+        values = list(range(count))
+        random.Random(seed).shuffle(values)
+        return values
+    if kind in ("cpu", "io"):
+        return [size] * count
+    return list(range(count))
+
+
+@cache
+def _expected_cpu(n: int) -> int:
+    return cpu(n)
+
+
+def expected(kind: str, payload: Any) -> Any:
+    """The right value for a built-in kind's payload (raises KeyError for custom kinds)."""
+    if kind == "square":
+        return payload * payload
+    if kind == "cpu":
+        return _expected_cpu(payload)
+    if kind == "io":
+        return payload
+    raise KeyError(kind)
+
+
+def checkable(kind: str) -> bool:
+    """Whether the master can verify values of this kind itself."""
+    return kind in _BUILTINS

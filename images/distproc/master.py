@@ -1,0 +1,85 @@
+"""The master process: one broker served over TCP by a guarded manager server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .broker import Broker, ClassicResults, ClassicTasks
+from .server import GuardedServer, MasterManager, make_server
+
+log = logging.getLogger("distproc.master")
+
+_broker: Broker | None = None
+
+
+# Module-level callables, never lambdas: the registry then pickles by reference and works
+# under every start method (fork, spawn, forkserver).
+def _get_broker() -> Broker:
+    assert _broker is not None, "the master has not started"
+    return _broker
+
+
+def get_task_queue() -> ClassicTasks:
+    return _get_broker().get_task_queue()
+
+
+def get_result_queue() -> ClassicResults:
+    return _get_broker().get_result_queue()
+
+
+BROKER_METHODS = (
+    "hello",
+    "exchange",
+    "renew",
+    "release",
+    "bye",
+    "submit",
+    "progress",
+    "wait",
+    "cancel",
+    "report",
+    "status",
+    "ping",
+)
+MasterManager.register("get_broker", callable=_get_broker, exposed=BROKER_METHODS)
+MasterManager.register(
+    "get_task_queue",
+    callable=get_task_queue,
+    exposed=("get", "get_nowait", "put", "qsize", "empty"),
+)
+MasterManager.register(
+    "get_result_queue", callable=get_result_queue, exposed=("put", "put_nowait", "qsize", "empty")
+)
+
+
+class Master:
+    """A running master: ``start()`` serves in background threads, ``stop()`` ends them."""
+
+    def __init__(self, host: str, port: int, authkey: bytes, reap_interval: float = 0.2) -> None:
+        global _broker
+        self.broker = _broker = Broker()
+        self.server: GuardedServer = make_server((host, port), authkey)
+        self.address = self.server.address
+        self.reap_interval = reap_interval
+        self._stopping = threading.Event()
+
+    def start(self) -> Master:
+        threading.Thread(target=self.server.serve_forever, name="server", daemon=True).start()
+        threading.Thread(target=self._reaper, name="reaper", daemon=True).start()
+        log.info("master %s listening on %s:%d", self.broker.instance, *self.address)
+        return self
+
+    def _reaper(self) -> None:
+        while not self._stopping.wait(self.reap_interval):
+            try:
+                self.broker.reap()
+            except Exception:  # the reaper must outlive any one bad job
+                log.exception("reaper failed")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        stop_event = getattr(self.server, "stop_event", None)
+        if stop_event is not None:
+            stop_event.set()
+        self.server.listener.close()

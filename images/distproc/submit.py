@@ -1,0 +1,87 @@
+"""The submit client: start a job on a running master, follow it, and return its report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from .client import broker, connect
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def run_job(
+    address: tuple[str, int],
+    authkey: bytes,
+    spec: dict[str, Any],
+    payloads: list[Any] | None = None,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+    connect_timeout: float = 30.0,
+    poll: float = 0.25,
+) -> dict[str, Any]:
+    """Submit ``spec``, wait until it finishes (or cancel it after ``timeout``), report it.
+
+    A job that times out is cancelled: in classic mode its unanswered tasks are reported
+    lost, in leased mode dead. Either way the report says what happened to every id.
+    """
+    manager = connect(address, authkey, connect_timeout)
+    b = broker(manager)
+    job_id = b.submit(spec, payloads)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = b.wait(job_id, poll)
+        if progress is not None:
+            progress(state)
+        if state["finished"]:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            b.cancel(job_id, f"not finished within the {timeout:.0f}s job timeout")
+            break
+    return b.report(job_id)
+
+
+class ProgressPrinter:
+    """Progress on stderr: a bar on a terminal, plain lines otherwise, or JSON lines."""
+
+    def __init__(self, style: str = "auto", stream: TextIO = sys.stderr) -> None:
+        if style == "auto":
+            style = "bar" if stream.isatty() else "plain"
+        self.style = style
+        self.stream = stream
+        self._last_plain = -1.0
+        self._t0 = time.monotonic()
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        done, total = state["done"], state["total"]
+        if self.style == "none":
+            return
+        if self.style == "json":
+            print(json.dumps({"progress": state}), file=self.stream, flush=True)
+            return
+        frac = done / total if total else 1.0
+        if self.style == "bar":
+            width = 30
+            bar = "#" * int(frac * width)
+            end = "\n" if state["finished"] else ""
+            print(
+                f"\r[{bar:<{width}}] {frac:6.1%} {done}/{total} "
+                f"dead {state['dead']} dup {state['duplicates']}",
+                end=end,
+                file=self.stream,
+                flush=True,
+            )
+            return
+        now = time.monotonic()
+        if state["finished"] or now - self._last_plain >= 2.0:
+            self._last_plain = now
+            print(
+                f"progress {done}/{total} ({frac:.0%}) ok {state['ok']} "
+                f"failed {state['failed']} dead {state['dead']} "
+                f"duplicates {state['duplicates']} after {now - self._t0:.1f}s",
+                file=self.stream,
+                flush=True,
+            )

@@ -1,0 +1,26 @@
+"""Misbehaving kinds, to watch retries and dead-lettering work (and to test them).
+
+Payloads are task indexes (custom kinds get ``0..n-1``). Task 13 is the poison.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+POISON = 13
+
+
+def poison(n: int) -> int:
+    """Raises on task 13, every time: it ends dead-lettered after max_attempts."""
+    if n == POISON:
+        raise ValueError(f"task {n} is poison")
+    return n
+
+
+def crash(n: int) -> int:
+    """Kills the process running task 13 (as a segfault or the OOM killer would)."""
+    if n == POISON:
+        os._exit(70)
+    time.sleep(0.01)
+    return n

@@ -1,0 +1,1 @@
+"""Host-side orchestration of a distproc cluster: model, backends, checks and CLI."""

@@ -1,0 +1,1 @@
+"""Backends realise a topology on an engine (local Docker; Swarm later)."""

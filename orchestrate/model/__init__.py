@@ -1,0 +1,45 @@
+"""The topology model: a side-effect-free description of a cluster. No Docker here."""
+
+from .checks import Issue, reachability_warnings, topology_problems
+from .errors import ConfigError, OrchestrateError, Problem, format_path
+from .loader import load_cluster, load_cluster_text
+from .schema import SCHEMA_FILE, cluster_json_schema, cluster_json_schema_text
+from .topology import (
+    Auth,
+    Cluster,
+    Images,
+    Job,
+    Master,
+    Network,
+    Resources,
+    WorkerGroup,
+    WorkerSlot,
+    format_bytes,
+    parse_memory,
+)
+
+__all__ = [
+    "SCHEMA_FILE",
+    "Auth",
+    "Cluster",
+    "ConfigError",
+    "Images",
+    "Issue",
+    "Job",
+    "Master",
+    "Network",
+    "OrchestrateError",
+    "Problem",
+    "Resources",
+    "WorkerGroup",
+    "WorkerSlot",
+    "cluster_json_schema",
+    "cluster_json_schema_text",
+    "format_bytes",
+    "format_path",
+    "load_cluster",
+    "load_cluster_text",
+    "parse_memory",
+    "reachability_warnings",
+    "topology_problems",
+]

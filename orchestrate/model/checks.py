@@ -1,0 +1,213 @@
+"""Cross-section checks: what no single field can tell (names, overlaps, reachability, capacity).
+
+The checks run on whatever parts of a document are individually valid, so that they can
+be reported together with field-level errors without cascading from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .errors import Path
+from .topology import MAX_NAME_LEN, Cluster, ClusterName, DnsLabel, Network
+
+
+class Issue(NamedTuple):
+    """A problem at a path in the document (no file position yet)."""
+
+    path: Path
+    message: str
+
+
+@dataclass
+class _Node:
+    """What the checks need of a node; ``None`` where that part is invalid."""
+
+    name: str | None
+    count: int
+    networks: list[str] | None
+
+
+@dataclass
+class _Parts:
+    """The individually valid parts of a document, keyed by their index in it."""
+
+    name: str | None = None
+    network_names: list[tuple[int, str]] = field(default_factory=list)
+    networks: list[tuple[int, Network]] = field(default_factory=list)
+    master: _Node | None = None
+    groups: list[tuple[int, _Node]] = field(default_factory=list)
+
+
+def topology_problems(cluster: Cluster) -> list[Issue]:
+    """Cross-section problems of a validated cluster (empty if it is consistent)."""
+    return _check(
+        _Parts(
+            name=cluster.name,
+            network_names=[(i, n.name) for i, n in enumerate(cluster.networks)],
+            networks=list(enumerate(cluster.networks)),
+            master=_Node("master", 1, cluster.master.networks),
+            groups=[(i, _Node(g.name, g.count, g.networks)) for i, g in enumerate(cluster.workers)],
+        )
+    )
+
+
+def raw_topology_problems(data: dict[Any, Any]) -> list[Issue]:
+    """Cross-section problems of a raw document that failed validation, from its valid parts."""
+    parts = _Parts(name=_valid(ClusterName, data.get("name")))
+    for i, item in _items(data, "networks"):
+        if isinstance(item.get("name"), str):
+            parts.network_names.append((i, item["name"]))
+        if (net := _valid(Network, item)) is not None:
+            parts.networks.append((i, net))
+    if isinstance(master := data.get("master"), dict):
+        parts.master = _node(master, "master")
+    parts.groups = [(i, _node(item)) for i, item in _items(data, "workers")]
+    return _check(parts)
+
+
+def _items(data: dict[Any, Any], key: str) -> list[tuple[int, dict[Any, Any]]]:
+    items = data.get(key)
+    items = items if isinstance(items, list) else []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+
+
+def _node(raw: dict[Any, Any], master: str | None = None) -> _Node:
+    """A node view of raw master (``master`` given as its label) or worker-group data."""
+    name, count, nets = raw.get("name"), raw.get("count", 1), raw.get("networks")
+    if master is not None:
+        name, count = master, 1
+    return _Node(
+        name if isinstance(name, str) else None,
+        count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else 0,
+        nets if isinstance(nets, list) and all(isinstance(n, str) for n in nets) else None,
+    )
+
+
+def _valid(kind: Any, value: Any) -> Any:
+    try:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind.model_validate(value)
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError:
+        return None
+
+
+def _check(p: _Parts) -> list[Issue]:
+    issues: list[Issue] = []
+    issues += _duplicates("networks", "network", p.network_names)
+    group_names = [(i, g.name) for i, g in p.groups if g.name is not None]
+    issues += _duplicates("workers", "worker group", group_names)
+    issues += _overlaps(p.networks)
+    if p.network_names:  # else the networks section is itself broken: don't cascade
+        issues += _references(p, {name for _, name in p.network_names})
+    issues += _capacity(p)
+    issues += _name_lengths(p)
+    return issues
+
+
+def _duplicates(section: str, what: str, names: Iterable[tuple[int, str]]) -> list[Issue]:
+    first: dict[str, int] = {}
+    issues = []
+    for i, name in names:
+        if name in first:
+            msg = f"duplicate {what} name {name!r} (first used by {section}[{first[name]}])"
+            issues.append(Issue((section, i, "name"), msg))
+        else:
+            first[name] = i
+    return issues
+
+
+def _overlaps(networks: list[tuple[int, Network]]) -> list[Issue]:
+    issues = []
+    for k, (j, b) in enumerate(networks):
+        for i, a in networks[:k]:
+            if a.network.overlaps(b.network):
+                msg = f"subnet {b.subnet} overlaps {a.subnet} of network {a.name!r} (networks[{i}])"
+                issues.append(Issue(("networks", j, "subnet"), msg))
+                break
+    return issues
+
+
+def _list_refs(path: Path, refs: list[str], declared: set[str]) -> tuple[list[Issue], bool]:
+    """Problems with one node's network list, and whether all its names are declared."""
+    issues, seen, ok = [], set(), True
+    for k, name in enumerate(refs):
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            issues.append(
+                Issue((*path, k), f"network {name!r} is not declared (declared: {known})")
+            )
+            ok = False
+        elif name in seen:
+            issues.append(Issue((*path, k), f"network {name!r} is listed twice"))
+        seen.add(name)
+    return issues, ok
+
+
+def _references(p: _Parts, declared: set[str]) -> list[Issue]:
+    issues: list[Issue] = []
+    if p.master is not None and p.master.networks is not None:
+        issues += _list_refs(("master", "networks"), p.master.networks, declared)[0]
+    for i, group in p.groups:
+        if group.networks is not None:
+            issues += _list_refs(("workers", i, "networks"), group.networks, declared)[0]
+    return issues
+
+
+def reachability_warnings(cluster: Cluster) -> list[Issue]:
+    """Worker groups that share no network with the master.
+
+    Not an error: such a topology is valid, and running it is how the end-to-end checks
+    are shown to fail (``up`` exits 3 when those workers never connect). It is a warning.
+    """
+    master_nets = set(cluster.master.networks)
+    issues = []
+    for i, group in enumerate(cluster.workers):
+        if group.count and not master_nets & set(group.networks):
+            msg = (
+                f"worker group {group.name!r} shares no network with the master "
+                f"(master is on {', '.join(sorted(master_nets))}): its workers cannot connect"
+            )
+            issues.append(Issue(("workers", i, "networks"), msg))
+    return issues
+
+
+def _capacity(p: _Parts) -> list[Issue]:
+    nodes = [("master", p.master)] if p.master else []
+    nodes += [(f"{g.name or f'workers[{i}]'} {g.count}", g) for i, g in p.groups]
+    issues = []
+    for i, net in p.networks:
+        users = [
+            (label, n.count) for label, n in nodes if n.count and net.name in (n.networks or ())
+        ]
+        attached = sum(count for _, count in users)
+        if attached > net.capacity:
+            msg = (
+                f"subnet {net.subnet} has room for {net.capacity} "
+                f"container{'s' * (net.capacity != 1)} "
+                f"({net.network.num_addresses} addresses minus network, broadcast and gateway) "
+                f"but {attached} are attached ({', '.join(label for label, _ in users)})"
+            )
+            issues.append(Issue(("networks", i, "subnet"), msg))
+    return issues
+
+
+def _name_lengths(p: _Parts) -> list[Issue]:
+    issues = []
+    if p.name is None:
+        return issues
+    for i, group in p.groups:
+        if group.count and group.name is not None and _valid(DnsLabel, group.name):
+            longest = f"{p.name}-{group.name}-{group.count - 1}"
+            if len(longest) > MAX_NAME_LEN:
+                msg = (
+                    f"container name {longest!r} would be {len(longest)} characters "
+                    f"(max {MAX_NAME_LEN}): shorten the cluster or group name"
+                )
+                issues.append(Issue(("workers", i, "name"), msg))
+    return issues

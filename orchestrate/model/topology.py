@@ -1,0 +1,376 @@
+"""Pydantic models of ``cluster.yaml``: a side-effect-free description of a cluster.
+
+Field-level rules live here (types, ranges, subnet syntax, kind strings); rules that
+relate several sections (undeclared networks, overlaps, capacity) are in ``checks``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import keyword
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+MIB = 1024 * 1024
+#: Below this a Python interpreter cannot even start reliably.
+MIN_MEMORY = 32 * MIB
+MAX_NAME_LEN = 63  # DNS label / hostname limit
+MASTER_SUFFIX = "-master"
+BUILTIN_KINDS = ("square", "cpu", "io")
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB, "t": 1024 * 1024 * MIB}
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|(b))?$", re.IGNORECASE)
+SUBNET_PATTERN = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOTTED = rf"{_IDENT}(\.{_IDENT})*"
+KIND_PATTERN = rf"^(square|cpu|io|{_DOTTED}:{_DOTTED})$"
+MEMORY_PATTERN = r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]([iI]?[bB])?|[bB])?\s*$"
+
+
+def fail(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown verbatim (no "Value error, " prefix)."""
+    return PydanticCustomError("distproc", "{message}", {"message": message})
+
+
+def _check_label(value: str) -> str:
+    if not _DNS_LABEL.match(value) or len(value) > MAX_NAME_LEN:
+        raise fail(
+            f"{value!r} is not a DNS label: use lowercase letters, digits and '-', starting and "
+            f"ending with a letter or digit, at most {MAX_NAME_LEN} characters"
+        )
+    return value
+
+
+DnsLabel = Annotated[
+    str,
+    AfterValidator(_check_label),
+    Field(json_schema_extra={"pattern": DNS_LABEL_PATTERN, "maxLength": MAX_NAME_LEN}),
+]
+MAX_CLUSTER_NAME_LEN = MAX_NAME_LEN - len(MASTER_SUFFIX)
+
+
+def _check_cluster_name(value: str) -> str:
+    _check_label(value)
+    if len(value) > MAX_CLUSTER_NAME_LEN:
+        raise fail(
+            f"cluster name {value!r} is {len(value)} characters: at most {MAX_CLUSTER_NAME_LEN} "
+            f"so that container name '{value}{MASTER_SUFFIX}' fits in {MAX_NAME_LEN}"
+        )
+    return value
+
+
+ClusterName = Annotated[
+    str,
+    AfterValidator(_check_cluster_name),
+    Field(json_schema_extra={"pattern": DNS_LABEL_PATTERN, "maxLength": MAX_CLUSTER_NAME_LEN}),
+]
+
+
+def format_bytes(n: int) -> str:
+    """``268435456`` -> ``"256m"`` (Docker's binary units)."""
+    for unit in ("t", "g", "m", "k"):
+        if n % _UNITS[unit] == 0:
+            return f"{n // _UNITS[unit]}{unit}"
+    return f"{n}b"
+
+
+def parse_memory(value: Any) -> int:
+    """Parse ``"256m"``, ``"1g"``, ``"1.5GiB"`` or an int of bytes into bytes (binary units)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise fail(f"expected a size like '256m' or a number of bytes, got {value!r}")
+    if isinstance(value, str):
+        match = _MEMORY.match(value.strip())
+        if not match:
+            raise fail(f"{value!r} is not a size: use e.g. '256m' or '1g' (binary units b/k/m/g/t)")
+        number, unit, _ = match.groups()
+        size = int(float(number) * _UNITS[(unit or "").lower()])
+    else:
+        size = value
+    if size < MIN_MEMORY:
+        hint = f"; did you mean '{value}m'?" if isinstance(value, int) and value > 0 else ""
+        raise fail(
+            f"memory {value!r} ({size} bytes) is too small: a Python process needs at least "
+            f"{format_bytes(MIN_MEMORY)}{hint}"
+        )
+    return size
+
+
+Memory = Annotated[
+    int,
+    PlainValidator(parse_memory),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": MIN_MEMORY},
+                {"type": "string", "pattern": MEMORY_PATTERN},
+            ]
+        }
+    ),
+]
+
+
+def parse_concurrency(value: Any) -> Literal["auto"] | int:
+    """``"auto"`` or an integer >= 1."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise fail(f"must be 'auto' or an integer >= 1, got {value!r}")
+
+
+Concurrency = Annotated[
+    Literal["auto"] | int,
+    PlainValidator(parse_concurrency),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Resources(_Model):
+    """Container limits."""
+
+    cpus: float = Field(1.0, gt=0, description="CPU limit in cores, e.g. 0.5.")
+    memory: Memory = Field(
+        "256m",
+        validate_default=True,
+        description="Memory limit: '256m', '1g' (binary units, as Docker) or bytes; >= 32m.",
+    )
+    pids: int = Field(256, ge=16, description="Maximum number of processes/threads (>= 16).")
+
+    @property
+    def nano_cpus(self) -> int:
+        """``cpus`` in units of 1e-9 CPUs."""
+        return round(self.cpus * 1e9)
+
+
+class Network(_Model):
+    """A user-defined network (one IPv4 subnet)."""
+
+    name: DnsLabel = Field(description="Network name (a DNS label), referenced by nodes.")
+    subnet: str = Field(
+        description="IPv4 subnet in CIDR form, e.g. 198.18.1.0/24 (use 198.18.0.0/15 for tests).",
+        json_schema_extra={"pattern": SUBNET_PATTERN},
+    )
+    internal: bool = Field(True, description="No route to the outside world (default true).")
+
+    @field_validator("subnet")
+    @classmethod
+    def _check_subnet(cls, value: str) -> str:
+        if "/" not in value:
+            raise fail(f"{value!r} is not a CIDR subnet: write it as a.b.c.d/prefix")
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise fail(f"{value!r} is not a valid IPv4 subnet (expected a.b.c.d/prefix)") from None
+        if net.version != 4:
+            raise fail(f"{value!r} is IPv6: only IPv4 subnets are supported")
+        if ipaddress.ip_address(value.split("/", 1)[0]) != net.network_address:
+            raise fail(f"{value!r} has host bits set: the network address would be {net}")
+        return str(net)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        """The subnet as an ``IPv4Network``."""
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The first host address, which the engine takes as the gateway."""
+        return self.network.network_address + 1
+
+    @property
+    def capacity(self) -> int:
+        """Addresses left for containers: all minus network, broadcast and gateway."""
+        return max(self.network.num_addresses - 3, 0)
+
+
+class Master(_Model):
+    """The queue master (the multiprocessing.managers server)."""
+
+    networks: list[str] = Field(min_length=1, description="Networks the master is attached to.")
+    port: int = Field(5000, ge=1, le=65535, description="TCP port the manager listens on.")
+    resources: Resources = Field(default_factory=Resources, description="Container limits.")
+
+
+class WorkerGroup(_Model):
+    """A group of identical workers; containers are named ``<cluster>-<group>-<i>``."""
+
+    name: DnsLabel = Field(description="Group name (a DNS label).")
+    count: int = Field(1, ge=0, description="Number of worker containers (>= 0).")
+    networks: list[str] = Field(min_length=1, description="Networks the workers are attached to.")
+    concurrency: Concurrency = Field(
+        "auto", description="Tasks run at once per worker: 'auto' (from cpus) or an int >= 1."
+    )
+    mode: Literal["auto", "inline", "threads", "processes"] = Field(
+        "auto", description="How a worker runs tasks concurrently."
+    )
+    resources: Resources = Field(default_factory=Resources, description="Container limits.")
+
+
+def _dotted_identifier(text: str) -> bool:
+    if not re.fullmatch(_DOTTED, text):
+        return False
+    return not any(keyword.iskeyword(part) for part in text.split("."))
+
+
+class Job(_Model):
+    """The job the master enqueues."""
+
+    protocol: Literal["leased", "classic"] = Field(
+        "leased",
+        description="'leased': tasks are leased and re-queued if a worker dies; "
+        "'classic': the plain multiprocessing.managers example (kind 'square' only).",
+    )
+    kind: str = Field(
+        "square",
+        description="Task function: built-in 'square', 'cpu', 'io', or 'module:function'.",
+        json_schema_extra={"pattern": KIND_PATTERN, "examples": [*BUILTIN_KINDS, "pkg.mod:func"]},
+    )
+    tasks: int = Field(1000, ge=0, description="Number of tasks.")
+    size: int = Field(
+        0, ge=0, description="Per-task size: 'cpu' counts primes below it, 'io' waits it in ms."
+    )
+    seed: int = Field(1, description="Seed for generating task inputs.")
+    batch: int = Field(256, ge=1, description="Most tasks leased per round trip.")
+    lease_seconds: float = Field(
+        10.0, gt=0, description="A lease not renewed by heartbeat in time expires."
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="Attempts (errors, crashes, expired leases) before dead-lettering."
+    )
+    retry_errors: bool = Field(
+        True, description="Retry a task that raised (true) or mark it failed at once (false)."
+    )
+
+    def spec(self) -> dict[str, Any]:
+        """The job as the queue program's ``submit`` takes it."""
+        return self.model_dump(mode="json")
+
+    @field_validator("kind")
+    @classmethod
+    def _check_kind(cls, value: str, info: ValidationInfo) -> str:
+        if value not in BUILTIN_KINDS:
+            module, sep, func = value.partition(":")
+            if not (sep and _dotted_identifier(module) and _dotted_identifier(func)):
+                raise fail(
+                    f"kind {value!r} must be one of {', '.join(BUILTIN_KINDS)} or "
+                    "'module:function' (dotted Python identifiers)"
+                )
+        if info.data.get("protocol") == "classic" and value != "square":
+            raise fail(f"the classic protocol only supports kind 'square', not {value!r}")
+        return value
+
+
+class Images(_Model):
+    """Container images."""
+
+    base: str = Field(
+        "auto",
+        min_length=1,
+        pattern=r"^\S+$",
+        description="Base image: 'auto' (a slim Python image if available, else a locally "
+        "bootstrapped Debian base) or an image reference.",
+    )
+
+
+class Auth(_Model):
+    """The manager's authentication key."""
+
+    key_file: str | None = Field(
+        None, description="File holding the key; null generates a key per cluster."
+    )
+
+
+class WorkerSlot(NamedTuple):
+    """One worker container: its group, index in the group and container name."""
+
+    group: WorkerGroup
+    index: int
+    name: str
+
+
+class Cluster(_Model):
+    """A distproc cluster: networks, one master, groups of workers and the job."""
+
+    name: ClusterName = Field(
+        description="Cluster name (a DNS label); prefixes every container name."
+    )
+    networks: list[Network] = Field(min_length=1, description="Networks (IPv4 subnets).")
+    master: Master = Field(description="The queue master.")
+    workers: list[WorkerGroup] = Field(default_factory=list, description="Worker groups.")
+    job: Job = Field(default_factory=Job, description="The job to run.")
+    images: Images = Field(default_factory=Images, description="Container images.")
+    auth: Auth = Field(default_factory=Auth, description="Manager authentication.")
+
+    @property
+    def master_name(self) -> str:
+        """Container (and host) name of the master."""
+        return f"{self.name}{MASTER_SUFFIX}"
+
+    def container_name(self, group: str, index: int) -> str:
+        """Container (and host) name of worker ``index`` of ``group``."""
+        return f"{self.name}-{group}-{index}"
+
+    def iter_workers(self) -> Iterator[WorkerSlot]:
+        """Every worker container, group by group."""
+        for group in self.workers:
+            for i in range(group.count):
+                yield WorkerSlot(group, i, self.container_name(group.name, i))
+
+    def worker_names(self) -> list[str]:
+        """Container names of all workers."""
+        return [slot.name for slot in self.iter_workers()]
+
+    @property
+    def total_workers(self) -> int:
+        """Number of worker containers."""
+        return sum(g.count for g in self.workers)
+
+    def network(self, name: str) -> Network:
+        """The network called ``name`` (KeyError if undeclared)."""
+        for net in self.networks:
+            if net.name == name:
+                return net
+        raise KeyError(name)
+
+    def group(self, name: str) -> WorkerGroup:
+        """The worker group called ``name`` (KeyError if absent)."""
+        for group in self.workers:
+            if group.name == name:
+                return group
+        raise KeyError(name)
+
+    def containers_on(self, network: str) -> list[str]:
+        """Names of the containers attached to ``network`` (master first)."""
+        names = [self.master_name] if network in self.master.networks else []
+        names += [s.name for s in self.iter_workers() if network in s.group.networks]
+        return names
+
+    def attached_count(self, network: str) -> int:
+        """How many containers are attached to ``network``."""
+        master = 1 if network in self.master.networks else 0
+        return master + sum(g.count for g in self.workers if network in g.networks)
+
+    def summary(self) -> str:
+        """One line, e.g. ``cluster 'x': 2 networks, 1 master, 4 workers in 2 groups``."""
+        n, g = len(self.networks), len(self.workers)
+        return (
+            f"cluster {self.name!r}: {n} network{'s' * (n != 1)}, 1 master, "
+            f"{self.total_workers} worker{'s' * (self.total_workers != 1)} "
+            f"in {g} group{'s' * (g != 1)}"
+        )

@@ -1,0 +1,135 @@
+"""The ledger's rules, on a fake clock: leases, retries, dead letters, exactly-once accounting."""
+
+from __future__ import annotations
+
+import pytest
+from distproc.ledger import DEAD, FAILED, LEASED, OK, PENDING, JobSpec, Ledger, make_spec
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ledger(n: int = 10, **spec) -> tuple[Ledger, Clock]:
+    clock = Clock()
+    fields = {"tasks": n, "batch": 4, "lease_seconds": 5.0, "max_attempts": 3, **spec}
+    return Ledger("j", JobSpec(**fields), list(range(n)), clock=clock), clock
+
+
+def test_lease_hands_out_at_most_a_batch_and_a_fair_share() -> None:
+    job, _ = ledger(10)
+    a = job.lease(worker=0, want=100, active_workers=1)
+    assert a is not None and a.tids == [0, 1, 2, 3]  # capped by the job's batch
+    b = job.lease(worker=1, want=100, active_workers=3)
+    assert b is not None and len(b.tids) == 2  # 6 left, 3 workers: a fair share of 2
+    assert all(job.state[t] == LEASED for t in a.tids + b.tids)
+    assert job.lease(worker=0, want=0) is None
+
+
+def test_first_result_wins_and_duplicates_are_counted_not_reported() -> None:
+    job, _ = ledger(4)
+    lease = job.lease(0, 4)
+    assert job.accept(0, "10.0.0.1", [(0, 0), (1, 1)]) == (2, 0)
+    assert job.accept(1, "10.0.0.2", [(1, 999), (2, 4)]) == (1, 1)
+    assert job.values[1] == 1 and job.by_peer[1] == job.peer_names.index("10.0.0.1")
+    assert job.counts["duplicates"] == 1 and job.counts["ok"] == 3
+    job.accept(0, "10.0.0.1", [(3, 9)], lease_ids=[lease.id])
+    assert job.done and job.final == 4 and lease.id not in job.leases
+
+
+def test_expired_lease_goes_back_and_dies_after_max_attempts() -> None:
+    job, clock = ledger(1, max_attempts=2)
+    for attempt in (1, 2):
+        lease = job.lease(0, 1)
+        assert lease is not None and job.attempts[0] == attempt
+        clock.now += 6  # past the deadline: the worker died or hung
+        assert job.expire() == 1
+    assert job.state[0] == DEAD and job.done
+    assert "lease expired" in job.errors[0]
+    assert job.counts["expired"] == 2 and job.counts["retries"] == 1
+
+
+def test_renew_keeps_a_lease_alive() -> None:
+    job, clock = ledger(2)
+    job.lease(0, 2)
+    for _ in range(3):
+        clock.now += 4
+        assert job.renew(0) == 1
+        assert job.expire() == 0
+    assert job.state[:2] == [LEASED, LEASED]
+
+
+def test_late_result_from_expired_lease_is_accepted_then_rerun_is_duplicate() -> None:
+    job, clock = ledger(1)
+    job.lease(0, 1)
+    clock.now += 6
+    job.expire()
+    assert job.state[0] == PENDING
+    job.lease(1, 1)  # re-leased to worker 1
+    assert job.accept(0, "a", [(0, 0)]) == (1, 0)  # the slow worker finishes first: accepted
+    assert job.accept(1, "b", [(0, 0)]) == (0, 1)  # the re-run is a duplicate
+    assert job.state[0] == OK and job.by_worker[0] == 0
+
+
+def test_errors_retry_then_dead_letter_with_the_error() -> None:
+    job, _ = ledger(1, max_attempts=3)
+    for _ in range(3):
+        job.lease(0, 1)
+        job.accept(0, "a", [], [(0, "ValueError: poison")])
+    assert job.state[0] == DEAD and job.errors[0] == "ValueError: poison"
+    assert job.attempts[0] == 3 and job.counts["dead"] == 1
+
+
+def test_errors_are_final_when_not_retried() -> None:
+    job, _ = ledger(1, retry_errors=False)
+    job.lease(0, 1)
+    job.accept(0, "a", [], [(0, "boom")])
+    assert job.state[0] == FAILED and job.counts["failed"] == 1 and job.done
+
+
+def test_stale_error_from_an_expired_lease_spends_nothing() -> None:
+    job, clock = ledger(1)
+    job.lease(0, 1)
+    clock.now += 6
+    job.expire()
+    job.lease(1, 1)
+    job.accept(0, "a", [], [(0, "late error")])  # worker 0's lease is gone
+    assert job.state[0] == LEASED and job.attempts[0] == 2 and job.counts["stale"] == 1
+
+
+def test_release_gives_tasks_back_without_spending_attempts() -> None:
+    job, _ = ledger(4)
+    lease = job.lease(0, 4)
+    assert job.release(1, lease.tids) == 0  # not worker 1's to release
+    assert job.release(0, [2, 3]) == 2
+    assert job.state[2:] == [PENDING, PENDING] and job.attempts[2:] == [0, 0]
+    again = job.lease(1, 4)
+    assert again is not None and sorted(again.tids) == [2, 3]
+
+
+def test_unknown_ids_are_stale() -> None:
+    job, _ = ledger(2)
+    job.lease(0, 2)
+    assert job.accept(0, "a", [(7, 49), (-1, 1)]) == (0, 0)
+    assert job.counts["stale"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"kind": "nope"}, "unknown kind"),
+        ({"protocol": "udp"}, "unknown protocol"),
+        ({"protocol": "classic", "kind": "cpu"}, "square job only"),
+        ({"tasks": -1}, "tasks must be"),
+        ({"batch": 0}, "batch must be"),
+        ({"lease_seconds": 0}, "lease_seconds"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_specs_are_refused(fields: dict, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        make_spec(fields)

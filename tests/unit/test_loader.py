@@ -1,0 +1,135 @@
+"""Every configuration error is reported as ``file:line:col: message``, all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrate.model import (
+    ConfigError,
+    load_cluster,
+    load_cluster_text,
+    reachability_warnings,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "config"
+
+# fixture -> every expected problem: (line, col, fragment of the message)
+CASES: dict[str, list[tuple[int, int, str]]] = {
+    "bad_cluster_name": [(2, 7, "'Demo_Cluster' is not a DNS label")],
+    "bad_concurrency": [(12, 18, "concurrency: must be 'auto' or an integer >= 1, got 0")],
+    "bad_kind": [(13, 9, "kind 'my-module:run' must be one of square, cpu, io or 'module:func")],
+    "bad_memory": [(13, 15, "'lots' is not a size")],
+    "bad_mode": [(12, 11, "mode: must be 'auto', 'inline', 'threads' or 'processes'")],
+    "classic_non_square": [(14, 9, "classic protocol only supports kind 'square', not 'cpu'")],
+    "container_name_too_long": [(9, 11, "would be 66 characters (max 63)")],
+    "cpus_not_positive": [(12, 23, "cpus: must be > 0, got 0")],
+    "duplicate_group_name": [(12, 11, "duplicate worker group name 'alpha'")],
+    "duplicate_key": [(11, 5, "duplicate key 'count' (first defined on line 10)")],
+    "duplicate_network_name": [(6, 11, "duplicate network name 'net-a'")],
+    "empty": [(1, 1, "the file is empty")],
+    "memory_too_small": [(13, 15, "is too small: a Python process needs at least 32m")],
+    "missing_key": [(4, 5, "networks[0]: missing required key 'subnet'")],
+    "missing_master": [(2, 1, "missing required key 'master'")],
+    "multiple_documents": [(3, 1, "expected a single document")],
+    "multiple_problems": [
+        (7, 13, "subnet 198.18.1.128/25 overlaps 198.18.1.0/24 of network 'net-a'"),
+        (10, 9, "master.port: must be >= 1, got 0"),
+        (13, 12, "workers[0].count: must be >= 0, got -2"),
+        (14, 16, "network 'net-c' is not declared"),
+        (17, 5, "duplicate key 'count'"),
+        (19, 5, "workers[1]: unknown key 'colour'"),
+    ],
+    "negative_count": [(10, 12, "workers[0].count: must be >= 0, got -1")],
+    "network_listed_twice": [(11, 23, "network 'net-a' is listed twice")],
+    "no_networks": [(3, 11, "networks: must list at least 1 item")],
+    "not_mapping": [(2, 1, "the top level must be a mapping, not a list")],
+    "not_utf8": [(2, 10, "not UTF-8 text")],
+    "overlapping_subnets": [(7, 13, "subnet 198.18.1.0/24 overlaps 198.18.0.0/16")],
+    "pids_too_small": [(12, 23, "pids: must be >= 16, got 8")],
+    "port_out_of_range": [(8, 9, "master.port: must be <= 65535, got 70000")],
+    "string_for_number": [(8, 9, "expected an integer, got '5000' (a string)")],
+    "subnet_host_bits": [(5, 13, "has host bits set: the network address would be 198.18.1.0/24")],
+    "subnet_ipv6": [(5, 13, "is IPv6: only IPv4 subnets are supported")],
+    "subnet_malformed": [(5, 13, "'198.18.300.0/24' is not a valid IPv4 subnet")],
+    "subnet_no_prefix": [(5, 13, "'198.18.1.0' is not a CIDR subnet")],
+    "subnet_too_small": [(5, 13, "has room for 5 containers (8 addresses minus network")],
+    "undeclared_network_master": [(7, 21, "network 'net-x' is not declared (declared: net-a)")],
+    "undeclared_network_worker": [(11, 23, "network 'net-c' is not declared (declared: net-a)")],
+    "unknown_key": [(10, 5, "unknown key 'cout' (did you mean 'count'?")],
+    "unsupported_tag": [(2, 7, "unsupported YAML tag")],
+    "wrong_type": [(10, 12, "workers[0].count: expected an integer, got 'two'")],
+    "yaml_syntax": [(8, 8, "YAML syntax error: expected ',' or ']'")],
+}
+
+
+def test_every_fixture_has_a_case() -> None:
+    assert sorted(p.stem for p in FIXTURES.glob("*.yaml")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_error_fixture(name: str) -> None:
+    path = str(FIXTURES / f"{name}.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_cluster(path)
+    lines = str(info.value).splitlines()
+    expected = CASES[name]
+    assert len(lines) == len(expected), "\n".join(lines)
+    for line, problem, (row, col, fragment) in zip(
+        lines, info.value.problems, expected, strict=True
+    ):
+        assert line.startswith(f"{path}:{row}:{col}: "), line
+        assert fragment in line, f"expected {fragment!r} in {line!r}"
+        assert (problem.file, problem.line, problem.col) == (path, row, col)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"nope\.yaml: file not found"):
+        load_cluster(path)
+
+
+def test_path_is_reported_as_given() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_cluster_text("name: [", "conf/my.yaml")
+    assert str(info.value).startswith("conf/my.yaml:1:")
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    text = """\
+name: x
+networks: [{name: a, subnet: 198.18.0.0/24}]
+master: {networks: [a], resources: &small {cpus: 0.5, memory: 64m}}
+workers:
+  - name: w
+    networks: [a]
+    resources: {<<: *small, cpus: 0.25}
+"""
+    cluster = load_cluster_text(text)
+    assert cluster.workers[0].resources.cpus == 0.25
+    assert cluster.workers[0].resources.memory == 64 * 1024 * 1024
+
+
+def test_unreadable_value_is_reported_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_cluster_text(
+            "name: !!python/name:os.system x\nnetworks: []\nmaster: {networks: [a]}\n"
+        )
+    messages = [p.message for p in info.value.problems]
+    assert [m for m in messages if m.startswith("name")] == [
+        "name: unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system'"
+    ]
+
+
+def test_workers_off_the_master_network_are_a_warning_not_an_error() -> None:
+    """Valid (up runs it and fails its checks, exit 3), but validate warns about it."""
+    cluster = load_cluster_text(
+        "name: demo\n"
+        "networks: [{name: net-a, subnet: 198.18.1.0/24}, {name: net-b, subnet: 198.18.2.0/24}]\n"
+        "master: {networks: [net-a]}\n"
+        "workers: [{name: alpha, count: 2, networks: [net-b]}]\n"
+    )
+    [issue] = reachability_warnings(cluster)
+    assert issue.path == ("workers", 0, "networks")
+    assert "shares no network with the master" in issue.message

@@ -1,0 +1,444 @@
+"""The queue program end to end on loopback: real master and worker processes, real TCP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import Procs
+
+
+def _ids_once(report: dict) -> None:
+    """Every id has exactly one result, and the totals agree with the per-task list."""
+    results = report["results"]
+    ids = [r["id"] for r in results]
+    assert ids == list(range(report["totals"]["tasks"]))
+    assert all(r["state"] == "ok" for r in results), [r for r in results if r["state"] != "ok"]
+    assert sum(w["tasks"] for w in report["workers"]) == len(results)
+
+
+def test_job_completes_with_one_result_per_id(procs: Procs) -> None:
+    procs.master()
+    procs.worker("--name", "w1")
+    procs.worker("--name", "w2")
+    procs.wait_workers(2)
+    code, rep = procs.submit("--kind", "square", "--tasks", "5000", "--batch", "64", "--results")
+    assert code == 0, rep["checks"]
+    assert rep["ok"] and rep["totals"]["ok"] == 5000 and rep["totals"]["duplicates"] == 0
+    _ids_once(rep)
+    assert {w["identity"]["name"] for w in rep["workers"]} == {"w1", "w2"}
+    for w in rep["workers"]:
+        # the peer the server saw, and the local address the worker claims, agree
+        assert w["peers"] == ["127.0.0.1"] and w["identity"]["local_ip"] == "127.0.0.1"
+        assert w["identity"]["netns"].startswith("net:[")
+    assert rep["results_by_peer"] == {"127.0.0.1": 5000}
+    assert rep["guarantee"] == "at-least-once execution, exactly-once accounting"
+
+
+def test_values_are_checked(procs: Procs) -> None:
+    """The values check fails when a worker returns wrong values (a custom kind posing as cpu)."""
+    procs.master()
+    procs.worker("--name", "w1")
+    procs.wait_workers(1)
+    code, rep = procs.submit("--kind", "cpu", "--tasks", "20", "--size", "3000")
+    assert code == 0 and rep["ok"]
+    checks = {c["name"]: c for c in rep["checks"]}
+    assert checks["values_correct"]["ok"], checks
+    assert "20/20 ok values match cpu()" in checks["values_correct"]["evidence"]
+
+
+TUTORIAL_WORKER = """
+import time, sys, queue
+from multiprocessing.managers import BaseManager
+
+class QueueManager(BaseManager):
+    pass
+
+QueueManager.register('get_task_queue')
+QueueManager.register('get_result_queue')
+
+server_addr = '127.0.0.1'
+print('Connect to server %s...' % server_addr)
+m = QueueManager(address=(server_addr, PORT), authkey=KEY)
+m.connect()
+task = m.get_task_queue()
+result = m.get_result_queue()
+for i in range(COUNT):
+    try:
+        n = task.get(timeout=1)
+        print('run task %d * %d...' % (n, n))
+        r = '%d * %d = %d' % (n, n, n*n)
+        result.put(r)
+    except queue.Empty:
+        print('task queue is empty.')
+print('worker exit.')
+"""
+
+
+def test_tutorial_worker_joins_in_classic_mode(procs: Procs) -> None:
+    procs.master()
+    script = (
+        TUTORIAL_WORKER.replace("PORT", str(procs.port))
+        .replace("KEY", repr(procs.key.encode()))
+        .replace("COUNT", "60")
+    )
+    tutorial = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    code, rep = procs.submit("--protocol", "classic", "--tasks", "50", "--results", timeout=60)
+    out, _ = tutorial.communicate(timeout=30)
+    assert "worker exit." in out
+    assert code == 0, rep["checks"]
+    assert rep["guarantee"].startswith("at-most-once")
+    assert rep["totals"]["ok"] == 50 and rep["totals"]["lost"] == 0
+    _ids_once(rep)
+    [w] = rep["workers"]
+    assert w["id"] == "classic@127.0.0.1" and w["tasks"] == 50
+
+
+def test_classic_worker_dying_loses_its_task(procs: Procs) -> None:
+    """At-most-once, as in the tutorial: a task taken by a dead worker is reported lost."""
+    procs.master()
+    script = textwrap.dedent(f"""
+        import os
+        from multiprocessing.managers import BaseManager
+        class M(BaseManager): pass
+        M.register('get_task_queue')
+        m = M(address=('127.0.0.1', {procs.port}), authkey={procs.key.encode()!r})
+        m.connect()
+        m.get_task_queue().get(timeout=10)
+        os._exit(1)
+    """)
+    thief = subprocess.Popen([sys.executable, "-c", script])
+    procs.worker("--name", "classic-ok", "--protocol", "classic")
+    code, rep = procs.submit("--protocol", "classic", "--tasks", "30", "--timeout", "4")
+    thief.wait(timeout=10)
+    assert code == 3
+    assert rep["totals"]["lost"] == 1 and rep["totals"]["ok"] == 29
+    checks = {c["name"]: c["ok"] for c in rep["checks"]}
+    assert checks["every_id_accounted"] and not checks["all_ok"]
+
+
+def test_sigkilled_worker_tasks_are_rerun_exactly_once(procs: Procs) -> None:
+    procs.master()
+    victim = procs.worker("--name", "victim", "--concurrency", "4")
+    procs.wait_workers(1)
+    sub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distproc",
+            "submit",
+            "--master",
+            procs.master_addr,
+            "--progress",
+            "none",
+            "--kind",
+            "io",
+            "--size",
+            "50",
+            "--tasks",
+            "200",
+            "--batch",
+            "8",
+            "--lease-seconds",
+            "1.5",
+            "--results",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=procs.env(),
+    )
+    time.sleep(1.0)  # the victim holds leases now, mid-batch
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    procs.worker("--name", "survivor", "--concurrency", "8")
+    out, _ = sub.communicate(timeout=90)
+    rep = json.loads(out)
+    assert sub.returncode == 0, rep["checks"]
+    assert rep["totals"]["ok"] == 200 and rep["totals"]["dead"] == 0
+    assert rep["totals"]["expired_leases"] >= 1 and rep["totals"]["retries"] >= 1
+    _ids_once(rep)
+    names = {w["identity"]["name"]: w["tasks"] for w in rep["workers"]}
+    assert names["survivor"] > 0 and names.get("victim", 0) < 200
+
+
+def test_poison_task_is_dead_lettered(procs: Procs) -> None:
+    procs.master()
+    procs.worker("--name", "w1", "--mode", "inline")
+    procs.wait_workers(1)
+    code, rep = procs.submit(
+        "--kind",
+        "distproc_kinds.chaos:poison",
+        "--tasks",
+        "40",
+        "--batch",
+        "5",
+        "--max-attempts",
+        "3",
+    )
+    assert code == 3  # not every task ended ok: the verdict says so
+    assert rep["totals"]["ok"] == 39 and rep["totals"]["dead"] == 1
+    [dead] = rep["dead_letters"]
+    assert dead["id"] == 13 and dead["attempts"] == 3
+    assert "poison" in dead["error"]
+    checks = {c["name"]: c["ok"] for c in rep["checks"]}
+    assert checks == {"every_id_accounted": True, "values_correct": True, "all_ok": False}
+
+
+def test_task_that_kills_its_process_is_dead_lettered(procs: Procs) -> None:
+    """A pool process dies on task 13: innocents in the same batch still finish, 13 is buried."""
+    procs.master()
+    procs.worker("--name", "w1", "--mode", "processes", "--concurrency", "2")
+    procs.wait_workers(1)
+    code, rep = procs.submit(
+        "--kind",
+        "distproc_kinds.chaos:crash",
+        "--tasks",
+        "30",
+        "--batch",
+        "6",
+        "--max-attempts",
+        "3",
+    )
+    assert code == 3 and rep["totals"]["ok"] == 29 and rep["totals"]["dead"] == 1, rep["totals"]
+    [dead] = rep["dead_letters"]
+    assert dead["id"] == 13 and dead["attempts"] == 3 and "crashed" in dead["error"]
+
+
+def test_errors_final_without_retry(procs: Procs) -> None:
+    procs.master()
+    procs.worker("--name", "w1", "--mode", "inline")
+    procs.wait_workers(1)
+    code, rep = procs.submit(
+        "--kind", "distproc_kinds.chaos:poison", "--tasks", "20", "--no-retry-errors"
+    )
+    assert code == 3 and rep["totals"]["failed"] == 1 and rep["totals"]["dead"] == 0
+    assert rep["failures"][0]["attempts"] == 1
+
+
+def _raw(port: int, data: bytes, wait_close: float = 5.0) -> bytes:
+    """Send ``data`` and read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_close) as s:
+        if data:
+            s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except TimeoutError:
+                raise AssertionError("the server kept a bad connection open") from None
+            except ConnectionResetError:
+                return b"".join(chunks)  # closed with our bytes unread: a reset
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_wrong_authkey_is_rejected_while_the_job_goes_on(procs: Procs) -> None:
+    master = procs.master()
+    procs.worker("--name", "w1")
+    procs.wait_workers(1)
+    sub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distproc",
+            "submit",
+            "--master",
+            procs.master_addr,
+            "--progress",
+            "none",
+            "--kind",
+            "io",
+            "--size",
+            "5",
+            "--tasks",
+            "400",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=procs.env(),
+    )
+    bad = procs.tmp / "bad-key"
+    bad.write_text("not-the-key")
+    r = procs.cli("status", "--master", procs.master_addr, "--authkey-file", str(bad))
+    assert r.returncode == 1 and "rejected the authkey" in r.stderr
+    out, _ = sub.communicate(timeout=60)
+    assert sub.returncode == 0 and json.loads(out)["totals"]["ok"] == 400
+    procs.stop_all()
+    log = procs.log_of(master)
+    assert "authentication failed" in log
+    assert procs.key not in log and "not-the-key" not in log
+
+
+def test_garbage_and_silence_do_not_stop_the_master(procs: Procs) -> None:
+    master = procs.master("--handshake-timeout", "1")
+    procs.worker("--name", "w1")
+    procs.wait_workers(1)
+    silent = socket.create_connection(("127.0.0.1", procs.port))
+    _raw(procs.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    _raw(procs.port, bytes(range(256)) * 4)
+    _raw(procs.port, b"\x00\x00")  # a short frame, then silence: the bound drops it
+    t0 = time.monotonic()
+    silent.settimeout(10)
+    assert silent.recv(4096)  # the challenge ...
+    assert silent.recv(4096) == b""  # ... then the close, once the handshake bound passes
+    assert time.monotonic() - t0 < 5
+    silent.close()
+    code, rep = procs.submit("--tasks", "2000")
+    assert code == 0 and rep["totals"]["ok"] == 2000
+    procs.stop_all()
+    log = procs.log_of(master)
+    assert log.count("not a distproc client") >= 2, log
+    assert log.count("silent for") >= 2, log
+
+
+def test_unpicklable_payload_after_auth_is_dropped(procs: Procs) -> None:
+    from multiprocessing.connection import Client
+
+    master = procs.master()
+    procs.worker("--name", "w1")
+    conn = Client(("127.0.0.1", procs.port), authkey=procs.key.encode())
+    conn.send_bytes(b"\x80\x04this is not a pickle")
+    assert conn.poll(5), "the server neither answered nor dropped the connection"
+    with pytest.raises(EOFError):
+        conn.recv_bytes()  # dropped, not answered with a traceback
+    conn.close()
+    code, rep = procs.submit("--tasks", "500")
+    assert code == 0 and rep["totals"]["ok"] == 500
+    procs.stop_all()
+    assert "unreadable request" in procs.log_of(master)
+
+
+def test_workers_reconnect_after_master_restart(procs: Procs) -> None:
+    first = procs.master()
+    w = procs.worker("--name", "w1")
+    st = procs.wait_workers(1)
+    pid = st["workers"][0]["identity"]["pid"]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(1.0)
+    procs.master()  # same port, new instance
+    code, rep = procs.submit("--tasks", "3000", timeout=60)
+    assert code == 0 and rep["totals"]["ok"] == 3000
+    [worker] = rep["workers"]
+    assert worker["identity"]["pid"] == pid == w.pid  # the same process reconnected by itself
+
+
+def test_sigterm_worker_releases_and_exits_zero(procs: Procs) -> None:
+    procs.master()
+    w = procs.worker("--name", "leaver", "--concurrency", "2", "--mode", "threads")
+    procs.wait_workers(1)
+    sub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distproc",
+            "submit",
+            "--master",
+            procs.master_addr,
+            "--progress",
+            "none",
+            "--kind",
+            "io",
+            "--size",
+            "200",
+            "--tasks",
+            "40",
+            "--batch",
+            "4",
+            "--lease-seconds",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=procs.env(),
+    )
+    time.sleep(1.0)
+    w.send_signal(signal.SIGTERM)
+    assert w.wait(timeout=15) == 0
+    assert "released" in procs.log_of(w)
+    procs.worker("--name", "finisher", "--concurrency", "8", "--mode", "threads")
+    out, _ = sub.communicate(timeout=60)
+    rep = json.loads(out)
+    # released tasks came back at once (no 30 s lease wait) and were not charged an attempt
+    assert sub.returncode == 0 and rep["totals"]["expired_leases"] == 0
+    assert rep["totals"]["retries"] == 0
+
+
+def test_no_authkey_is_a_usage_error(procs: Procs) -> None:
+    env = procs.env()
+    env.pop("DISTPROC_AUTHKEY_FILE")
+    r = subprocess.run(
+        [sys.executable, "-m", "distproc", "master", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert r.returncode == 2
+    assert "no authkey" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cpu_job_under_every_start_method(procs: Procs) -> None:
+    procs.master()
+    for method in ("fork", "spawn", "forkserver"):
+        procs.worker("--name", method, "--start-method", method, "--concurrency", "1")
+    procs.wait_workers(3)
+    code, rep = procs.submit("--kind", "cpu", "--size", "2000", "--tasks", "60", "--batch", "2")
+    assert code == 0, rep["checks"]
+    assert {w["identity"]["name"] for w in rep["workers"]} == {"fork", "spawn", "forkserver"}
+
+
+def test_hung_worker_late_results_are_duplicates_not_reported_twice(procs: Procs) -> None:
+    """SIGSTOP a worker holding leases: they expire, another worker re-runs them; when the
+    hung worker wakes up and acknowledges, its results are counted as duplicates only."""
+    procs.master()
+    hung = procs.worker("--name", "hung", "--mode", "threads", "--concurrency", "8")
+    procs.wait_workers(1)
+    sub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distproc",
+            "submit",
+            "--master",
+            procs.master_addr,
+            "--progress",
+            "none",
+            "--kind",
+            "io",
+            "--size",
+            "400",
+            "--tasks",
+            "40",
+            "--batch",
+            "8",
+            "--lease-seconds",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=procs.env(),
+    )
+    time.sleep(0.6)  # the hung worker holds a batch of 400 ms tasks
+    hung.send_signal(signal.SIGSTOP)
+    procs.worker("--name", "rescuer", "--mode", "threads", "--concurrency", "8")
+    out, _ = sub.communicate(timeout=60)
+    assert sub.returncode == 0 and json.loads(out)["ok"]
+    hung.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while True:
+        r = procs.cli("report", "--master", procs.master_addr, "--results")
+        rep = json.loads(r.stdout)
+        if rep["totals"]["duplicates"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert rep["totals"]["duplicates"] >= 1, rep["totals"]
+    assert rep["totals"]["ok"] == 40 and rep["totals"]["expired_leases"] >= 1
+    _ids_once(rep)
