@@ -11,6 +11,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 from .model import (
     SCHEMA_FILE,
@@ -20,6 +23,11 @@ from .model import (
     cluster_json_schema_text,
     load_cluster,
 )
+from .ui import ConsoleEvents, print_checks, print_summary
+
+if TYPE_CHECKING:
+    from .cluster import ClusterRun, Outcome
+    from .model import Cluster
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -28,14 +36,181 @@ EXIT_CHECK_FAILED = 3
 DEFAULT_CONFIG = "cluster.yaml"
 
 
-def _add_file_option(parser: argparse.ArgumentParser) -> None:
+def _add_file_option(parser: argparse.ArgumentParser, short: bool = True) -> None:
     parser.add_argument(
-        "-f",
-        "--file",
+        *(("-f", "--file") if short else ("--file",)),
         default=DEFAULT_CONFIG,
         metavar="FILE",
         help=f"cluster description (default: {DEFAULT_CONFIG})",
     )
+
+
+def _load(args: argparse.Namespace) -> Cluster:
+    """The validated cluster file; its warnings go to stderr (errors raise ConfigError)."""
+    warnings: list[Problem] = []
+    cluster = load_cluster(args.file, warnings)
+    for w in warnings:
+        print(f"{w.file}:{w.line}:{w.col}: warning: {w.message}", file=sys.stderr)
+    return cluster
+
+
+def _runner(args: argparse.Namespace, cluster: Cluster | None = None) -> ClusterRun:
+    """The cluster on the local Docker engine (imported late: validate needs no Docker)."""
+    from .backends.docker_local import DockerBackend
+    from .cluster import ClusterRun
+
+    cluster = cluster or _load(args)
+    return ClusterRun(cluster, DockerBackend(), ConsoleEvents(), Path(args.file).parent)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _finish(args: argparse.Namespace, runner: ClusterRun, outcome: Outcome, what: str) -> int:
+    """Print the summary, the checks and the verdict; JSON on stdout with --json."""
+    events = runner.events
+    if isinstance(events, ConsoleEvents):
+        events.close()
+    console = _err()
+    rows = outcome.rows()
+    if rows and outcome.report:
+        rep = outcome.report
+        print_summary(
+            console,
+            rows,
+            f"{what}: {rep['totals']['ok']}/{rep['totals']['tasks']} "
+            f"tasks in {rep['elapsed_seconds']:.2f}s ({rep['throughput']:.0f}/s)",
+        )
+    print_checks(console, outcome.checks)
+    if outcome.ok:
+        console.print(f"[green]{what}: every check passed[/green]")
+    else:
+        console.print(f"[red]{what}: failed checks: {', '.join(outcome.failed())}[/red]")
+        from .backends.docker_local import DockerBackend
+        from .state import state_dir
+
+        backend = runner.backend
+        if isinstance(backend, DockerBackend):
+            logs = state_dir(runner.cluster.name) / "logs"
+            backend.save_logs(runner.cluster.name, logs)
+            console.print(f"container logs saved in {logs}")
+    if getattr(args, "json", False):
+        print(json.dumps(outcome.as_json(), indent=2, default=str))
+    return EXIT_OK if outcome.ok else EXIT_CHECK_FAILED
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Build, create networks, master and workers, wait for them, run the job, verify."""
+    runner = _runner(args)
+    outcome = runner.up(
+        run_job=not args.no_job, ready_timeout=args.ready_timeout, job_timeout=args.job_timeout
+    )
+    if args.no_job and outcome.ok:
+        _err().print(
+            f"cluster {runner.cluster.name!r} is up (no job run); "
+            "try `orchestrate job` or `orchestrate check`"
+        )
+    return _finish(args, runner, outcome, "up")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Remove every labelled object of the cluster (idempotent)."""
+    from .backends.docker_local import DockerBackend
+    from .events import NullEvents
+
+    name = args.name or _load(args).name
+    removed = DockerBackend().sweep(name, NullEvents())
+    print(f"cluster {name!r}: removed {removed} objects", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """What of the cluster runs now: networks, master, workers, images, the key file."""
+    from .backends.docker_local import DockerBackend
+
+    name = args.name or _load(args).name
+    inv = DockerBackend().inventory(name)
+    doc = inv.as_status()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    console = _err()
+    if inv.empty:
+        console.print(f"cluster {name!r} is not running")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"cluster {name!r} (run {inv.run})")
+    for col in ("container", "role", "state", "addresses"):
+        table.add_column(col)
+    for c in [*([inv.master] if inv.master else []), *inv.workers, *inv.others]:
+        role = c.role or "joined by hand"
+        addrs = ", ".join(f"{net} {ip}" for net, ip in c.addresses.items())
+        table.add_row(c.name, role + (f" ({c.group})" if c.group else ""), c.state, addrs)
+    console.print(table)
+    for n in inv.networks:
+        console.print(
+            f"network {n.name}: {n.docker_name} {n.subnet}" + (" internal" if n.internal else "")
+        )
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Container logs: one container (by name or short name), or all of them."""
+    from .backends.docker_local import DockerBackend
+
+    name = args.name_cluster or _load(args).name
+    for line in DockerBackend().logs(name, args.container, args.follow):
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    """Run another job on the running cluster; blocks until it ends."""
+    runner = _runner(args)
+    overrides = {
+        k: v
+        for k, v in (
+            ("kind", args.kind),
+            ("tasks", args.tasks),
+            ("size", args.size),
+            ("protocol", args.protocol),
+            ("batch", args.batch),
+        )
+        if v is not None
+    }
+    from .model.topology import Job
+
+    try:
+        Job.model_validate({**runner.cluster.job.model_dump(), **overrides})
+    except ValueError as exc:
+        raise OrchestrateError(f"bad job: {exc}") from None
+    outcome = runner.job(overrides, timeout=args.job_timeout)
+    return _finish(args, runner, outcome, "job")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The end-to-end checks on the running cluster."""
+    runner = _runner(args)
+    return _finish(args, runner, runner.check(), "check")
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """The topology as Mermaid text; and as SVG (--svg FILE) where Graphviz is installed."""
+    from . import graph
+
+    cluster = _load(args)
+    print(graph.mermaid(cluster), end="")
+    if args.svg:
+        svg = graph.svg(cluster)
+        if svg is None:
+            print("Graphviz is not installed (apt-get install graphviz): no SVG", file=sys.stderr)
+            return EXIT_RUNTIME
+        Path(args.svg).write_text(svg)
+        print(f"wrote {args.svg}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -96,6 +271,65 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 3 if the written schema is out of date"
     )
     p.set_defaults(func=cmd_schema)
+
+    p = commands.add_parser("up", help="build, start the cluster, run the job and verify it")
+    _add_file_option(p)
+    p.add_argument("--no-job", action="store_true", help="start the cluster but run no job")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="how long workers may take to connect (default %(default)s)",
+    )
+    p.add_argument(
+        "--job-timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="cancel the job after S seconds (default %(default)s)",
+    )
+    p.set_defaults(func=cmd_up)
+
+    p = commands.add_parser("down", help="remove the cluster's containers and networks")
+    _add_file_option(p)
+    p.add_argument("--name", help="cluster name (default: from the file)")
+    p.set_defaults(func=cmd_down)
+
+    p = commands.add_parser("status", help="show what runs: networks, master, workers")
+    _add_file_option(p)
+    p.add_argument("--name", help="cluster name (default: from the file)")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.set_defaults(func=cmd_status)
+
+    p = commands.add_parser("logs", help="container logs")
+    _add_file_option(p, short=False)  # -f is --follow here, as in docker logs
+    p.add_argument("container", nargs="?", help="container name, or short name (alpha-0)")
+    p.add_argument("-f", "--follow", action="store_true", help="follow one container's log")
+    p.add_argument("--name", dest="name_cluster", help="cluster name (default: from the file)")
+    p.set_defaults(func=cmd_logs)
+
+    p = commands.add_parser("job", help="run another job on the running cluster")
+    _add_file_option(p)
+    p.add_argument("--kind", help="square, cpu, io or module:function")
+    p.add_argument("--tasks", type=int)
+    p.add_argument("--size", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--protocol", choices=("leased", "classic"))
+    p.add_argument("--job-timeout", type=float, default=900.0, metavar="S")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    p.set_defaults(func=cmd_job)
+
+    p = commands.add_parser("check", help="run the end-to-end checks on the running cluster")
+    _add_file_option(p)
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    p.set_defaults(func=cmd_check)
+
+    p = commands.add_parser("graph", help="the topology as Mermaid (and SVG with Graphviz)")
+    _add_file_option(p)
+    p.add_argument("--svg", metavar="FILE", help="also write an SVG (needs Graphviz)")
+    p.set_defaults(func=cmd_graph)
     return parser
 
 

@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="print connected workers and the current job as JSON")
     _client_args(st)
 
-    pr = sub.add_parser("probe", help="exit 0 if HOST:PORT accepts a TCP connection, else 1")
-    pr.add_argument("target", help="HOST:PORT")
+    pr = sub.add_parser("probe", help="exit 0 if any HOST:PORT accepts a TCP connection, else 1")
+    pr.add_argument("targets", nargs="+", metavar="HOST:PORT")
     pr.add_argument("--timeout", type=float, default=2.0)
     return parser
 
@@ -229,14 +229,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    host, port = parse_address(args.target)
-    try:
-        with socket.create_connection((host, port), timeout=args.timeout):
-            print(f"reachable {host}:{port}")
-            return EXIT_OK
-    except OSError as exc:
-        print(f"unreachable {host}:{port}: {exc}")
-        return EXIT_ERROR
+    reachable = False
+    for target in args.targets:
+        host, port = parse_address(target)
+        try:
+            with socket.create_connection((host, port), timeout=args.timeout):
+                print(f"reachable {host}:{port}")
+                reachable = True
+        except OSError as exc:
+            print(f"unreachable {host}:{port}: {exc}")
+    return EXIT_OK if reachable else EXIT_ERROR
 
 
 COMMANDS = {

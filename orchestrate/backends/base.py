@@ -1,0 +1,165 @@
+"""The one interface a backend implements (local Docker now; Swarm next), and what it returns.
+
+Like Kathara's ``IManager``: everything above this line is engine-neutral, and a backend
+realises a ``Cluster`` (the model) on its engine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..events import Events
+from ..model import Cluster
+
+
+@dataclass
+class ContainerInfo:
+    """A container as the engine sees it."""
+
+    name: str
+    id: str
+    role: str  # master, worker, probe, or "" for a container we did not create
+    state: str
+    addresses: dict[str, str] = field(default_factory=dict)  # cluster network -> IPv4
+    sandbox: str = ""  # the engine's network-namespace id
+    group: str = ""
+    managed: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "container": self.name,
+            "addresses": self.addresses,
+            "state": self.state,
+        }
+        if self.role == "worker":
+            out["group"] = self.group
+        return out
+
+
+@dataclass
+class NetworkInfo:
+    """A cluster network: its name in cluster.yaml and on the engine."""
+
+    name: str
+    docker_name: str
+    subnet: str
+    id: str = ""
+    internal: bool = True
+
+
+@dataclass
+class Inventory:
+    """Everything of one cluster that is on the engine now."""
+
+    cluster: str
+    run: str = ""
+    networks: list[NetworkInfo] = field(default_factory=list)
+    master: ContainerInfo | None = None
+    workers: list[ContainerInfo] = field(default_factory=list)
+    others: list[ContainerInfo] = field(default_factory=list)  # joined by hand
+    images: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    authkey_file: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.networks or self.master or self.workers)
+
+    def owner_of(self, ip: str) -> ContainerInfo | None:
+        """The container that holds ``ip`` on one of the cluster's networks."""
+        for c in [*([self.master] if self.master else []), *self.workers, *self.others]:
+            if ip in c.addresses.values():
+                return c
+        return None
+
+    def network_of(self, ip: str) -> str:
+        """The cluster network whose subnet contains ``ip`` ('' if none)."""
+        addr = ipaddress.ip_address(ip)
+        for net in self.networks:
+            if addr in ipaddress.ip_network(net.subnet):
+                return net.name
+        return ""
+
+    def as_status(self) -> dict[str, Any]:
+        """The ``status --json`` document."""
+        return {
+            "cluster": self.cluster,
+            "run": self.run,
+            "networks": [
+                {"name": n.name, "docker_name": n.docker_name, "subnet": n.subnet}
+                for n in self.networks
+            ],
+            "master": None
+            if self.master is None
+            else {
+                "container": self.master.name,
+                "addresses": self.master.addresses,
+                "port": self.port,
+                "state": self.master.state,
+            },
+            "workers": [w.as_json() for w in self.workers],
+            "images": self.images,
+            "authkey_file": self.authkey_file,
+        }
+
+
+@dataclass
+class ExecResult:
+    """What a command run in a container printed, and its exit code."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Images:
+    """The image references the containers run."""
+
+    master: str
+    worker: str
+
+
+class Backend(ABC):
+    """Realises a cluster on an engine. Every object it creates carries the cluster's labels."""
+
+    @abstractmethod
+    def build_images(self, cluster: Cluster, events: Events) -> Images:
+        """Build (or find cached) images for the cluster."""
+
+    @abstractmethod
+    def sweep(self, cluster_name: str, events: Events) -> int:
+        """Remove every object labelled with the cluster (idempotent); returns how many."""
+
+    @abstractmethod
+    def create(
+        self, cluster: Cluster, run: str, images: Images, keyfile: Path, events: Events
+    ) -> None:
+        """Create the networks, then start the master and the workers."""
+
+    @abstractmethod
+    def inventory(self, cluster_name: str) -> Inventory:
+        """What of the cluster exists now, with addresses from the engine."""
+
+    @abstractmethod
+    def exec_master(
+        self,
+        cluster_name: str,
+        argv: list[str],
+        on_stderr_line: Callable[[str], None] | None = None,
+    ) -> ExecResult:
+        """Run ``python -m distproc ARGV`` inside the master container."""
+
+    @abstractmethod
+    def logs(self, cluster_name: str, name: str | None, follow: bool) -> Iterator[str]:
+        """Log lines of one container (by name or short name), or of all of them."""
+
+    @abstractmethod
+    def probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
+        """From a throwaway container on a network the master is not on, try ``targets``
+        (``ip:port``); exit code 0 means one of them was reachable."""

@@ -1,0 +1,398 @@
+"""The local Docker backend: networks, hardened containers, exec, logs and probes.
+
+Containers are made with ``create()`` + ``start()`` (``containers.run`` pulls a missing image,
+which turns a typo into a registry time-out). Every object carries the labels of
+``orchestrate.labels``, and everything is found and removed by those labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import IPAMConfig, IPAMPool, Mount
+
+from .. import labels
+from ..events import Events
+from ..model import Cluster, OrchestrateError, WorkerGroup
+from ..state import KEY_IN_CONTAINER, container_user, state_dir
+from .base import Backend, ContainerInfo, ExecResult, Images, Inventory, NetworkInfo
+from .docker_images import build_image, resolve_base
+
+PROGRAM = ["python3", "-m", "distproc"]
+#: Addresses for throwaway probe networks: inside 198.18.0.0/15, from the top down.
+PROBE_RANGE = ipaddress.ip_network("198.19.240.0/20")
+START_THREADS = 8
+
+
+class EngineError(OrchestrateError):
+    """The Docker engine is missing or refused something."""
+
+
+def connect_engine() -> docker.DockerClient:
+    """A client for the local engine, with a clear error when there is none."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise EngineError(
+            f"no Docker engine: {exc}. Start it (systemctl start docker, or `dockerd &` as "
+            "root) and check that `docker info` works"
+        ) from None
+
+
+def _network_name(cluster: str, net: str) -> str:
+    return f"{cluster}-{net}"
+
+
+def _hardening(cluster: Cluster, resources: Any, keyfile: Path) -> dict[str, Any]:
+    """What every container gets: non-root, read-only, no capabilities, limits, an init."""
+    uid, gid = container_user()
+    return {
+        "user": f"{uid}:{gid}",
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m"},
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "init": True,
+        "mem_limit": resources.memory,
+        "memswap_limit": resources.memory,
+        "nano_cpus": resources.nano_cpus,
+        "pids_limit": resources.pids,
+        "mounts": [Mount(KEY_IN_CONTAINER, str(keyfile), type="bind", read_only=True)],
+        "environment": {"DISTPROC_AUTHKEY_FILE": KEY_IN_CONTAINER},
+    }
+
+
+def _worker_args(cluster: Cluster, group: WorkerGroup, name: str) -> list[str]:
+    args = [
+        "worker",
+        "--master",
+        f"{cluster.master_name}:{cluster.master.port}",
+        "--name",
+        name,
+        "--group",
+        group.name,
+        "--connect-timeout",
+        "600",
+    ]
+    if group.mode != "auto":
+        args += ["--mode", group.mode]
+    if group.concurrency != "auto":
+        args += ["--concurrency", str(group.concurrency)]
+    return args
+
+
+class DockerBackend(Backend):
+    """A cluster on the local Docker engine, one network namespace per container."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self.client = client or connect_engine()
+
+    # -- images ----------------------------------------------------------------------------
+    def build_images(self, cluster: Cluster, events: Events) -> Images:
+        base = resolve_base(self.client, cluster.images.base, events)
+        tag = build_image(self.client, base, events)
+        return Images(master=tag, worker=tag)
+
+    # -- teardown --------------------------------------------------------------------------
+    def sweep(self, cluster_name: str, events: Events) -> int:
+        flt = labels.cluster_filter(cluster_name)
+        removed = 0
+        containers = self.client.containers.list(all=True, filters=flt)
+        with ThreadPoolExecutor(START_THREADS) as pool:
+            for _ in pool.map(self._remove_container, containers):
+                removed += 1
+        for net in self.client.networks.list(filters=flt):
+            net.reload()
+            for attached in net.attrs.get("Containers") or {}:
+                # a container joined by hand: detach it, never remove it
+                with contextlib.suppress(docker.errors.APIError):
+                    net.disconnect(attached, force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                net.remove()
+                removed += 1
+        return removed
+
+    @staticmethod
+    def _remove_container(container: Any) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+    # -- bring-up --------------------------------------------------------------------------
+    def create(
+        self, cluster: Cluster, run: str, images: Images, keyfile: Path, events: Events
+    ) -> None:
+        events.step(f"creating {len(cluster.networks)} networks")
+        for net in cluster.networks:
+            self.client.networks.create(
+                _network_name(cluster.name, net.name),
+                driver="bridge",
+                internal=net.internal,
+                check_duplicate=True,
+                ipam=IPAMConfig(
+                    pool_configs=[IPAMPool(subnet=net.subnet, gateway=str(net.gateway))]
+                ),
+                labels=labels.for_cluster(cluster.name, run, labels.ROLE_NETWORK, network=net.name),
+            )
+            events.info(
+                f"network {_network_name(cluster.name, net.name)} {net.subnet}"
+                + (" (internal)" if net.internal else "")
+            )
+        events.step(f"starting the master {cluster.master_name}")
+        self._start(
+            cluster,
+            cluster.master_name,
+            images.master,
+            ["master", "--host", "0.0.0.0", "--port", str(cluster.master.port)],
+            cluster.master.networks,
+            cluster.master.resources,
+            keyfile,
+            labels.for_cluster(
+                cluster.name,
+                run,
+                labels.ROLE_MASTER,
+                port=str(cluster.master.port),
+                authkey_file=str(keyfile),
+                image=images.master,
+            ),
+        )
+        slots = list(cluster.iter_workers())
+        events.step(f"starting {len(slots)} workers")
+        done = 0
+
+        def start_worker(slot: Any) -> None:
+            self._start(
+                cluster,
+                slot.name,
+                images.worker,
+                _worker_args(cluster, slot.group, slot.name),
+                slot.group.networks,
+                slot.group.resources,
+                keyfile,
+                labels.for_cluster(
+                    cluster.name,
+                    run,
+                    labels.ROLE_WORKER,
+                    group=slot.group.name,
+                    index=str(slot.index),
+                    image=images.worker,
+                ),
+            )
+
+        with ThreadPoolExecutor(START_THREADS) as pool:
+            for _ in pool.map(start_worker, slots):
+                done += 1
+                events.progress("start", done, len(slots), "workers started")
+
+    def _start(
+        self,
+        cluster: Cluster,
+        name: str,
+        image: str,
+        command: list[str],
+        networks: list[str],
+        resources: Any,
+        keyfile: Path,
+        object_labels: dict[str, str],
+    ) -> None:
+        first, *rest = [_network_name(cluster.name, n) for n in networks]
+        container = self.client.containers.create(
+            image,
+            command,
+            name=name,
+            hostname=name,
+            labels=object_labels,
+            detach=True,
+            network=first,
+            **_hardening(cluster, resources, keyfile),
+        )
+        for net in rest:
+            self.client.networks.get(net).connect(container)
+        container.start()
+
+    # -- looking -------------------------------------------------------------------------------
+    def inventory(self, cluster_name: str) -> Inventory:
+        flt = labels.cluster_filter(cluster_name)
+        inv = Inventory(cluster=cluster_name)
+        by_id: dict[str, str] = {}
+        for net in self.client.networks.list(filters=flt):
+            net.reload()
+            configs = net.attrs.get("IPAM", {}).get("Config") or [{}]
+            info = NetworkInfo(
+                name=net.attrs["Labels"].get(labels.NETWORK, net.name),
+                docker_name=net.name,
+                subnet=configs[0].get("Subnet", ""),
+                id=net.id,
+                internal=bool(net.attrs.get("Internal")),
+            )
+            inv.networks.append(info)
+            by_id[net.id] = info.name
+        inv.networks.sort(key=lambda n: n.name)
+        ours = {c.id for c in self.client.containers.list(all=True, filters=flt)}
+        seen: set[str] = set()
+        for c in self.client.containers.list(all=True, filters=flt):
+            seen.add(c.id)
+            info = self._container_info(c, by_id, managed=True)
+            role = c.labels.get(labels.ROLE, "")
+            if role == labels.ROLE_MASTER:
+                inv.master = info
+                inv.run = c.labels.get(labels.RUN, "")
+                inv.port = int(c.labels.get(f"{labels.PREFIX}.port", "0"))
+                inv.authkey_file = c.labels.get(f"{labels.PREFIX}.authkey_file", "")
+                inv.images["master"] = c.labels.get(f"{labels.PREFIX}.image", "")
+            elif role == labels.ROLE_WORKER:
+                inv.workers.append(info)
+                inv.images["worker"] = c.labels.get(f"{labels.PREFIX}.image", "")
+        for net_id in by_id:  # containers on our networks that we did not start
+            for c in self.client.containers.list(filters={"network": net_id}):
+                if c.id not in ours and c.id not in seen:
+                    seen.add(c.id)
+                    inv.others.append(self._container_info(c, by_id, managed=False))
+        inv.workers.sort(key=lambda w: (w.group, int(self._index(w.name))))
+        return inv
+
+    @staticmethod
+    def _index(name: str) -> str:
+        tail = name.rsplit("-", 1)[-1]
+        return tail if tail.isdigit() else "0"
+
+    @staticmethod
+    def _container_info(c: Any, nets: dict[str, str], managed: bool) -> ContainerInfo:
+        settings = c.attrs.get("NetworkSettings", {})
+        addresses = {}
+        for endpoint in (settings.get("Networks") or {}).values():
+            logical = nets.get(endpoint.get("NetworkID", ""))
+            if logical and endpoint.get("IPAddress"):
+                addresses[logical] = endpoint["IPAddress"]
+        return ContainerInfo(
+            name=c.name,
+            id=c.id,
+            role=c.labels.get(labels.ROLE, "") if managed else "",
+            state=c.status,
+            addresses=dict(sorted(addresses.items())),
+            sandbox=settings.get("SandboxKey", "") or settings.get("SandboxID", ""),
+            group=c.labels.get(labels.GROUP, ""),
+            managed=managed,
+        )
+
+    def _master(self, cluster_name: str) -> Any:
+        flt = labels.cluster_filter(cluster_name)
+        flt["label"].append(f"{labels.ROLE}={labels.ROLE_MASTER}")
+        found = self.client.containers.list(filters=flt)
+        if not found:
+            raise EngineError(f"cluster {cluster_name!r} has no running master: run `up` first")
+        return found[0]
+
+    # -- acting inside -------------------------------------------------------------------------
+    def exec_master(
+        self,
+        cluster_name: str,
+        argv: list[str],
+        on_stderr_line: Callable[[str], None] | None = None,
+    ) -> ExecResult:
+        master = self._master(cluster_name)
+        api = self.client.api
+        exec_id = api.exec_create(master.id, PROGRAM + argv, stdout=True, stderr=True)["Id"]
+        out: list[bytes] = []
+        err: list[bytes] = []
+        pending = b""
+        for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
+            if stdout:
+                out.append(stdout)
+            if stderr:
+                err.append(stderr)
+                if on_stderr_line is not None:
+                    pending += stderr
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        on_stderr_line(line.decode(errors="replace"))
+        code = api.exec_inspect(exec_id)["ExitCode"]
+        return ExecResult(
+            code if code is not None else 1,
+            b"".join(out).decode(errors="replace"),
+            b"".join(err).decode(errors="replace"),
+        )
+
+    def logs(self, cluster_name: str, name: str | None, follow: bool) -> Iterator[str]:
+        containers = self.client.containers.list(
+            all=True, filters=labels.cluster_filter(cluster_name)
+        )
+        if name:
+            wanted = {name, f"{cluster_name}-{name}"}
+            containers = [c for c in containers if c.name in wanted]
+            if not containers:
+                raise EngineError(f"no container {name!r} in cluster {cluster_name!r}")
+        containers.sort(key=lambda c: c.name)
+        if follow and len(containers) == 1:
+            for chunk in containers[0].logs(stream=True, follow=True):
+                yield chunk.decode(errors="replace")
+            return
+        for c in containers:
+            text = c.logs().decode(errors="replace")
+            for line in text.splitlines():
+                yield f"{c.name} | {line}\n" if len(containers) > 1 else line + "\n"
+
+    def save_logs(self, cluster_name: str, directory: Path) -> list[Path]:
+        """Write every container's log to ``directory`` (for CI artifacts)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for c in self.client.containers.list(all=True, filters=labels.cluster_filter(cluster_name)):
+            path = directory / f"{c.name}.log"
+            path.write_bytes(c.logs())
+            paths.append(path)
+        return paths
+
+    def probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
+        subnet = self._free_probe_subnet()
+        name = f"{cluster.name}-probe-{run}"
+        net = self.client.networks.create(
+            name,
+            driver="bridge",
+            internal=True,
+            ipam=IPAMConfig(
+                pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))]
+            ),
+            labels=labels.for_cluster(cluster.name, run, labels.ROLE_PROBE),
+        )
+        container = None
+        try:
+            keyfile = state_dir(cluster.name) / "authkey"
+            container = self.client.containers.create(
+                images.master,
+                ["probe", *targets, "--timeout", "3"],
+                name=name,
+                labels=labels.for_cluster(cluster.name, run, labels.ROLE_PROBE),
+                network=net.name,
+                detach=True,
+                **_hardening(cluster, cluster.master.resources, keyfile),
+            )
+            container.start()
+            code = container.wait(timeout=60)["StatusCode"]
+            output = container.logs().decode(errors="replace").strip()
+            return ExecResult(int(code), output, f"probe network {subnet}")
+        finally:
+            if container is not None:
+                self._remove_container(container)
+            net.remove()
+
+    def _free_probe_subnet(self) -> ipaddress.IPv4Network:
+        used = []
+        for n in self.client.networks.list():
+            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet"):
+                    try:
+                        used.append(ipaddress.ip_network(cfg["Subnet"]))
+                    except ValueError:
+                        continue
+        for candidate in reversed(list(PROBE_RANGE.subnets(new_prefix=28))):
+            if not any(candidate.overlaps(u) for u in used):
+                return candidate
+        raise EngineError(f"no free /28 left in {PROBE_RANGE} for a probe network")

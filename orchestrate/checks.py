@@ -1,0 +1,189 @@
+"""End-to-end checks: evidence that every task crossed the network and came back.
+
+Each check compares what the master observed (its JSON report: results per TCP peer address,
+as the server saw them) with what the engine says (each container's addresses and network
+namespace), and returns ``{"name", "ok", "evidence"}``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from typing import Any
+
+from .backends.base import ContainerInfo, ExecResult, Inventory
+
+Check = dict[str, Any]
+
+
+def check(name: str, ok: bool, evidence: str) -> Check:
+    return {"name": name, "ok": bool(ok), "evidence": evidence}
+
+
+def workers_connected(expected: list[str], connected: set[str], waited: float) -> Check:
+    """Readiness at the application level: every worker authenticated with the master."""
+    missing = [n for n in expected if n not in connected]
+    if missing:
+        return check(
+            "workers_connected",
+            False,
+            f"{len(expected) - len(missing)}/{len(expected)} workers connected after "
+            f"{waited:.1f}s; never connected: {', '.join(missing)}",
+        )
+    return check(
+        "workers_connected",
+        True,
+        f"{len(expected)}/{len(expected)} workers connected with the authkey in {waited:.1f}s",
+    )
+
+
+def tasks_answered_once(report: dict[str, Any]) -> Check:
+    """Every task id was answered exactly once, with the right value."""
+    own = {c["name"]: c for c in report.get("checks", [])}
+    totals = report["totals"]
+    failed = [
+        n
+        for n in ("every_id_accounted", "values_correct", "all_ok")
+        if not own.get(n, {}).get("ok")
+    ]
+    evidence = (
+        f"{totals['ok']}/{totals['tasks']} ok, failed {totals['failed']}, "
+        f"{'lost' if 'lost' in totals else 'dead'} "
+        f"{totals.get('lost', totals.get('dead', 0))}, duplicates {totals['duplicates']} "
+        f"(counted once); {report['guarantee']}"
+    )
+    if failed:
+        evidence += "; " + "; ".join(
+            f"{n}: {own.get(n, {}).get('evidence', 'missing')}" for n in failed
+        )
+    return check("tasks_answered_once", not failed and totals["ok"] == totals["tasks"], evidence)
+
+
+def results_per_container(report: dict[str, Any], inv: Inventory) -> dict[str, int]:
+    """Accepted results per container, attributed by the peer IP the master saw."""
+    out: dict[str, int] = defaultdict(int)
+    for ip, n in report.get("results_by_peer", {}).items():
+        owner = inv.owner_of(ip)
+        out[owner.name if owner else f"? {ip}"] += n
+    return dict(out)
+
+
+def every_worker_contributed(report: dict[str, Any], inv: Inventory, expected: list[str]) -> Check:
+    tasks = report["totals"]["tasks"]
+    per = results_per_container(report, inv)
+    if tasks < len(expected):
+        return check(
+            "every_worker_contributed",
+            True,
+            f"not required: {tasks} tasks for {len(expected)} workers",
+        )
+    idle = [n for n in expected if not per.get(n)]
+    shares = ", ".join(f"{n} {per.get(n, 0)}" for n in expected)
+    extra = {n: v for n, v in per.items() if n not in expected}
+    if extra:
+        shares += "; joined by hand: " + ", ".join(f"{n} {v}" for n, v in extra.items())
+    return check(
+        "every_worker_contributed",
+        not idle,
+        shares + (f"; idle: {', '.join(idle)}" if idle else ""),
+    )
+
+
+def results_crossed_the_network(report: dict[str, Any], inv: Inventory) -> Check:
+    """Each result's TCP peer is a worker container's IP on a cluster network: not loopback,
+    not the master's, and owned by the container Docker says has it."""
+    master_ips = set(inv.master.addresses.values()) if inv.master else set()
+    by_peer: dict[str, int] = report.get("results_by_peer", {})
+    good, bad = [], []
+    for ip, n in sorted(by_peer.items()):
+        owner = inv.owner_of(ip) if ip else None
+        problem = ""
+        if not ip:
+            problem = "no peer address"
+        elif ipaddress.ip_address(ip).is_loopback:
+            problem = "loopback"
+        elif ip in master_ips:
+            problem = "the master's own address"
+        elif owner is None:
+            problem = "owned by no container on a cluster network"
+        if problem:
+            bad.append(f"{ip} ({problem}) {n}")
+        else:
+            assert owner is not None
+            net = inv.network_of(ip)
+            good.append((ip, owner, net, n))
+    total = sum(by_peer.values())
+    accepted = report["totals"]["ok"]
+    crossed = sum(n for *_, n in good)
+    evidence = f"{crossed}/{accepted} results arrived from worker addresses: " + ", ".join(
+        f"{ip} ({o.name} on {net}) {n}" for ip, o, net, n in good
+    )
+    claims = _claims_mismatch(report)
+    if claims:
+        evidence += "; claimed local IP differs from the observed peer: " + ", ".join(claims)
+    if bad:
+        evidence += "; not from a worker: " + ", ".join(bad)
+    return check(
+        "results_crossed_the_network",
+        not bad and total == accepted and crossed == accepted and accepted > 0,
+        evidence,
+    )
+
+
+def _claims_mismatch(report: dict[str, Any]) -> list[str]:
+    out = []
+    for w in report.get("workers", []):
+        claimed = w.get("identity", {}).get("local_ip")
+        if claimed and w.get("peers") and claimed not in w["peers"]:
+            out.append(f"{w['id']} claims {claimed}, seen as {', '.join(w['peers'])}")
+    return out
+
+
+def separate_network_namespaces(report: dict[str, Any], inv: Inventory) -> Check:
+    """Each worker runs in a network namespace of its own, not the master's."""
+    master_ns = report.get("master", {}).get("netns", "")
+    same = []
+    claimed = []
+    for w in report.get("workers", []):
+        ns = w.get("identity", {}).get("netns")
+        if ns:
+            claimed.append(ns)
+            if ns == master_ns:
+                same.append(w["id"])
+    sandboxes: dict[str, list[str]] = defaultdict(list)
+    containers: list[ContainerInfo] = [*([inv.master] if inv.master else []), *inv.workers]
+    for c in containers:
+        sandboxes[c.sandbox].append(c.name)
+    shared = [names for key, names in sandboxes.items() if key and len(names) > 1]
+    evidence = (
+        f"master {master_ns}; {len(set(claimed))} distinct worker namespaces "
+        f"reported by {len(claimed)} workers; {len(sandboxes)} engine sandboxes for "
+        f"{len(containers)} containers"
+    )
+    if same:
+        evidence += f"; in the master's namespace: {', '.join(same)}"
+    if shared:
+        evidence += "; sharing a sandbox: " + "; ".join(", ".join(n) for n in shared)
+    return check(
+        "separate_network_namespaces", not same and not shared and bool(master_ns), evidence
+    )
+
+
+def isolation(probe: ExecResult) -> Check:
+    """A container on a network the master is not on cannot reach the master's port."""
+    lines = " / ".join(line for line in probe.stdout.splitlines() if line.strip())
+    return check(
+        "isolation",
+        probe.exit_code != 0,
+        f"probe on {probe.stderr or 'another network'}: {lines or 'no output'}",
+    )
+
+
+def job_checks(report: dict[str, Any], inv: Inventory, expected: list[str]) -> list[Check]:
+    """The checks that read a job's report against the engine's inventory."""
+    return [
+        tasks_answered_once(report),
+        every_worker_contributed(report, inv, expected),
+        results_crossed_the_network(report, inv),
+        separate_network_namespaces(report, inv),
+    ]

@@ -1,0 +1,234 @@
+"""A cluster realised on a backend: ``up``, ``job``, ``check``, ``down`` and ``run(test)``.
+
+Like Mininet's ``Mininet`` object for a ``Topo``: the model describes, this realises, and
+``run(test)`` means start, test, stop.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import checks as e2e
+from .backends.base import Backend, Images, Inventory
+from .events import Events
+from .model import Cluster, OrchestrateError
+from .state import ensure_authkey, save_report
+
+T = TypeVar("T")
+READY_POLL = 0.5
+
+
+class JobFailed(OrchestrateError):
+    """The job could not be run at all (not: it ran and a check failed)."""
+
+
+@dataclass
+class Outcome:
+    """What ``up``, ``job`` or ``check`` found: the checks, the report and the inventory."""
+
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    inventory: Inventory | None = None
+    run: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(c["ok"] for c in self.checks)
+
+    def failed(self) -> list[str]:
+        return [c["name"] for c in self.checks if not c["ok"]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The summary table: one row per worker container."""
+        if self.inventory is None or self.report is None:
+            return []
+        per = e2e.results_per_container(self.report, self.inventory)
+        elapsed = max(self.report.get("elapsed_seconds", 0.0), 1e-9)
+        rows = []
+        for w in [*self.inventory.workers, *self.inventory.others]:
+            rows.append(
+                {
+                    "worker": w.name + ("" if w.managed else " (joined by hand)"),
+                    "network": ", ".join(w.addresses) or "-",
+                    "ip": ", ".join(w.addresses.values()) or "-",
+                    "tasks": per.get(w.name, 0),
+                    "rate": per.get(w.name, 0) / elapsed,
+                }
+            )
+        return rows
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "ok": self.ok,
+            "checks": self.checks,
+            "summary": self.rows(),
+            "report": self.report,
+            "status": self.inventory.as_status() if self.inventory else None,
+        }
+
+
+class ClusterRun:
+    """Operations on one cluster through one backend; progress goes to ``events``."""
+
+    def __init__(
+        self, cluster: Cluster, backend: Backend, events: Events, config_dir: Path = Path(".")
+    ) -> None:
+        self.cluster = cluster
+        self.backend = backend
+        self.events = events
+        self.config_dir = config_dir
+        self.images: Images | None = None
+
+    @property
+    def _master_addr(self) -> str:
+        return f"127.0.0.1:{self.cluster.master.port}"
+
+    # -- bring-up ----------------------------------------------------------------------------
+    def up(
+        self, run_job: bool = True, ready_timeout: float = 90.0, job_timeout: float = 900.0
+    ) -> Outcome:
+        """Build, sweep leftovers, create networks, master and workers, wait, run the job."""
+        c, ev = self.cluster, self.events
+        keyfile = ensure_authkey(c, self.config_dir)
+        ev.step("preparing images")
+        self.images = self.backend.build_images(c, ev)
+        removed = self.backend.sweep(c.name, ev)
+        if removed:
+            ev.info(f"removed {removed} objects left by an earlier run of {c.name!r}")
+        run = secrets.token_hex(4)
+        self.backend.create(c, run, self.images, keyfile, ev)
+        outcome = Outcome(run=run)
+        outcome.checks.append(self.wait_ready(ready_timeout))
+        if outcome.ok and run_job:
+            job = self.job(timeout=job_timeout)
+            outcome.checks += job.checks
+            outcome.report = job.report
+            outcome.checks.append(self.isolation(run))
+        outcome.inventory = self.backend.inventory(c.name)
+        return outcome
+
+    def wait_ready(self, timeout: float) -> dict[str, Any]:
+        """Until every worker has connected to the master with the authkey (bounded)."""
+        expected = self.cluster.worker_names()
+        self.events.step(f"waiting for {len(expected)} workers to connect (at most {timeout:.0f}s)")
+        t0 = time.monotonic()
+        connected: set[str] = set()
+        while True:
+            status = self._status()
+            if status is not None:
+                connected = {
+                    w["identity"].get("hostname", "") for w in status["workers"] if w["connected"]
+                } & set(expected)
+            self.events.progress("ready", len(connected), len(expected), "workers connected")
+            waited = time.monotonic() - t0
+            if len(connected) == len(expected) or waited > timeout:
+                return e2e.workers_connected(expected, connected, waited)
+            time.sleep(READY_POLL)
+
+    def _status(self) -> dict[str, Any] | None:
+        res = self.backend.exec_master(
+            self.cluster.name, ["status", "--master", self._master_addr, "--connect-timeout", "2"]
+        )
+        if res.exit_code != 0:
+            return None
+        return json.loads(res.stdout)
+
+    # -- jobs --------------------------------------------------------------------------------
+    def job(self, overrides: dict[str, Any] | None = None, timeout: float = 900.0) -> Outcome:
+        """Run a job on the running cluster, follow it, and check its report."""
+        spec = {**self.cluster.job.spec(), **(overrides or {})}
+        self.events.step(
+            f"running the job: {spec['tasks']} {spec['kind']} tasks ({spec['protocol']})"
+        )
+        argv = [
+            "submit",
+            "--master",
+            self._master_addr,
+            "--progress",
+            "json",
+            "--timeout",
+            str(timeout),
+        ]
+        for key in (
+            "protocol",
+            "kind",
+            "tasks",
+            "size",
+            "seed",
+            "batch",
+            "lease_seconds",
+            "max_attempts",
+        ):
+            argv += [f"--{key.replace('_', '-')}", str(spec[key])]
+        if not spec.get("retry_errors", True):
+            argv.append("--no-retry-errors")
+        res = self.backend.exec_master(self.cluster.name, argv, self._on_job_line)
+        if res.exit_code not in (0, 3) or not res.stdout.strip():
+            raise JobFailed(
+                f"the job did not run (exit {res.exit_code}): {_last_lines(res.stderr)}"
+            )
+        report = json.loads(res.stdout)
+        save_report(self.cluster.name, report)
+        inv = self.backend.inventory(self.cluster.name)
+        return Outcome(e2e.job_checks(report, inv, self.cluster.worker_names()), report, inv)
+
+    def _on_job_line(self, line: str) -> None:
+        if line.startswith('{"progress"'):
+            p = json.loads(line)["progress"]
+            self.events.progress("job", p["done"], p["total"], "tasks done")
+        elif line.strip():
+            self.events.detail(line)
+
+    def isolation(self, run: str) -> dict[str, Any]:
+        """The probe: from a network the master is not on, its port must be unreachable."""
+        inv = self.backend.inventory(self.cluster.name)
+        if inv.master is None or self.images is None:
+            return e2e.check("isolation", False, "no master to probe")
+        port = self.cluster.master.port
+        targets = [f"{ip}:{port}" for ip in inv.master.addresses.values()]
+        self.events.step(f"probing the master from a network it is not on ({', '.join(targets)})")
+        return e2e.isolation(self.backend.probe(self.cluster, self.images, targets, run))
+
+    def check(self, ready_timeout: float = 30.0) -> Outcome:
+        """The end-to-end checks on the running cluster, against its last job."""
+        self.images = self.backend.build_images(self.cluster, self.events)
+        out = Outcome(run=self.backend.inventory(self.cluster.name).run)
+        out.checks.append(self.wait_ready(ready_timeout))
+        res = self.backend.exec_master(self.cluster.name, ["report", "--master", self._master_addr])
+        if res.exit_code in (0, 3) and res.stdout.strip():
+            out.report = json.loads(res.stdout)
+            inv = self.backend.inventory(self.cluster.name)
+            out.checks += e2e.job_checks(out.report, inv, self.cluster.worker_names())
+        else:
+            self.events.info("no job has run on this cluster yet: running the one in the file")
+            job = self.job()
+            out.checks += job.checks
+            out.report = job.report
+        out.checks.append(self.isolation(out.run or secrets.token_hex(4)))
+        out.inventory = self.backend.inventory(self.cluster.name)
+        return out
+
+    # -- teardown --------------------------------------------------------------------------
+    def down(self) -> int:
+        """Remove every labelled object of the cluster; idempotent."""
+        return self.backend.sweep(self.cluster.name, self.events)
+
+    def run(self, test: Callable[[ClusterRun], T], **up_args: Any) -> T:
+        """Start, test, stop: ``up`` (no job), ``test(self)``, then ``down`` whatever happens."""
+        try:
+            self.up(run_job=False, **up_args)
+            return test(self)
+        finally:
+            self.down()
+
+
+def _last_lines(text: str, n: int = 5) -> str:
+    lines = [line for line in text.strip().splitlines() if not line.startswith('{"progress"')]
+    return " | ".join(lines[-n:]) or "no output"

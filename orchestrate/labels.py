@@ -1,0 +1,44 @@
+"""Every label name put on a Docker object, in one place.
+
+Objects are found and torn down by these labels, never by name patterns.
+"""
+
+from __future__ import annotations
+
+PREFIX = "io.distproc"
+
+#: On every object we create: the value is always "true".
+MANAGED = f"{PREFIX}.managed"
+#: The cluster's name (containers, networks).
+CLUSTER = f"{PREFIX}.cluster"
+#: The id of the ``up`` that created the object.
+RUN = f"{PREFIX}.run"
+#: master, worker, probe, network, image or base-image.
+ROLE = f"{PREFIX}.role"
+#: A worker's group name.
+GROUP = f"{PREFIX}.group"
+#: A worker's index in its group.
+INDEX = f"{PREFIX}.index"
+#: A network's name in cluster.yaml (the Docker name is prefixed with the cluster's).
+NETWORK = f"{PREFIX}.network"
+#: An image's input hash (what it was built from).
+INPUTS = f"{PREFIX}.inputs"
+
+ROLE_MASTER = "master"
+ROLE_WORKER = "worker"
+ROLE_PROBE = "probe"
+ROLE_NETWORK = "network"
+ROLE_IMAGE = "image"
+ROLE_BASE = "base-image"
+
+
+def for_cluster(cluster: str, run: str, role: str, **extra: str) -> dict[str, str]:
+    """The labels of an object of ``cluster`` created by run ``run``."""
+    labels = {MANAGED: "true", CLUSTER: cluster, RUN: run, ROLE: role}
+    labels.update({f"{PREFIX}.{k}": v for k, v in extra.items()})
+    return labels
+
+
+def cluster_filter(cluster: str) -> dict[str, list[str]]:
+    """A Docker ``filters`` argument matching every object of ``cluster``."""
+    return {"label": [f"{MANAGED}=true", f"{CLUSTER}={cluster}"]}

@@ -1,0 +1,95 @@
+"""Rendering events and results on stderr: rich on a terminal, plain lines in CI."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def interactive() -> bool:
+    """A live display only on a terminal, and never in CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class ConsoleEvents:
+    """Events on stderr: live bars on a terminal; in CI, plain lines at most every 2 s."""
+
+    def __init__(self, console: Console | None = None, live: bool | None = None) -> None:
+        self.live = interactive() if live is None else live
+        self.console = console or Console(
+            stderr=True, force_terminal=self.live or None, no_color=not self.live, highlight=False
+        )
+        self._progress: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+        self._last_plain: dict[str, float] = {}
+
+    def step(self, message: str) -> None:
+        self.console.print(f"[bold]==>[/bold] {message}" if self.live else f"==> {message}")
+
+    def info(self, message: str) -> None:
+        self.console.print(f"    {message}", markup=False)
+
+    def detail(self, message: str) -> None:
+        if not self.live:
+            self.console.print(f"    | {message}", markup=False)
+
+    def warn(self, message: str) -> None:
+        if self.live:
+            self.console.print(f"[yellow]warning:[/yellow] {message}")
+        else:
+            self.console.print(f"warning: {message}", markup=False)
+
+    def progress(self, key: str, done: int, total: int, label: str = "") -> None:
+        if not self.live:
+            now = time.monotonic()
+            if done >= total or now - self._last_plain.get(key, 0.0) >= 2.0:
+                self._last_plain[key] = now
+                self.console.print(f"    {label or key}: {done}/{total}", markup=False)
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(label or key, total=total)
+        self._progress.update(self._tasks[key], completed=done, total=total)
+        if done >= total:
+            self._progress.stop_task(self._tasks[key])
+            if all(t.finished for t in self._progress.tasks):
+                self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._tasks.clear()
+
+
+def print_checks(console: Console, checks: list[dict[str, Any]]) -> None:
+    """One line per check: PASS/FAIL, its name and its evidence."""
+    for c in checks:
+        mark = "[green]PASS[/green]" if c["ok"] else "[red]FAIL[/red]"
+        console.print(f"{mark} {c['name']}: ", end="")
+        console.print(c["evidence"], markup=False, highlight=False)
+
+
+def print_summary(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    """The per-worker table: worker, network, IP, tasks, rate."""
+    table = Table(title=title)
+    for col in ("worker", "network", "IP", "tasks", "rate (tasks/s)"):
+        table.add_column(col, justify="right" if col in ("tasks", "rate (tasks/s)") else "left")
+    for r in rows:
+        table.add_row(r["worker"], r["network"], r["ip"], str(r["tasks"]), f"{r['rate']:.1f}")
+    console.print(table)
