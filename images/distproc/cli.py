@@ -228,17 +228,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reach(target: str, timeout: float) -> tuple[bool, str]:
+    host, port = parse_address(target)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, f"reachable {host}:{port}"
+    except OSError as exc:
+        return False, f"unreachable {host}:{port}: {exc}"
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
-    reachable = False
-    for target in args.targets:
-        host, port = parse_address(target)
-        try:
-            with socket.create_connection((host, port), timeout=args.timeout):
-                print(f"reachable {host}:{port}")
-                reachable = True
-        except OSError as exc:
-            print(f"unreachable {host}:{port}: {exc}")
-    return EXIT_OK if reachable else EXIT_ERROR
+    """Try every target at once; exit 0 if any accepted a TCP connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(args.targets)) as pool:
+        results = list(pool.map(lambda t: _reach(t, args.timeout), args.targets))
+    for _ok, line in results:
+        print(line)
+    return EXIT_OK if any(ok for ok, _ in results) else EXIT_ERROR
 
 
 COMMANDS = {

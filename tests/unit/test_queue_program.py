@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import Procs
+from harness import Procs
 
 
 def _ids_once(report: dict) -> None:

@@ -1,0 +1,89 @@
+"""End-to-end fixtures: real clusters on the real Docker engine, torn down by label.
+
+Without an engine these tests skip with the reason, except in CI (``CI`` set), where
+they fail: CI must run them. Each cluster is brought up once per session by the CLI
+(``orchestrate up --json``); on any test failure its container logs are saved under
+``e2e-artifacts/<cluster>/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_harness import REPO, Up, bring_up
+
+TOPOLOGIES = Path(__file__).parent / "topologies"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def _engine_problem() -> str | None:
+    try:
+        import docker
+
+        docker.from_env(timeout=10).ping()
+    except Exception as exc:  # any failure means: no usable engine
+        return f"no Docker engine ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    problem = _engine_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem}: CI must run the e2e tests (.ci/run starts dockerd)")
+        pytest.skip(f"{problem}: start dockerd to run the e2e tests")
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def default_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's cluster.yaml itself, renamed and on its own subnets, so that it can
+    run beside a cluster the user brought up with ``make cluster-up``."""
+    text = (REPO / "cluster.yaml").read_text()
+    assert "name: distproc" in text and "198.18.1.0/24" in text and "198.18.2.0/24" in text
+    text = (
+        text.replace("name: distproc", "name: e2e-default")
+        .replace("198.18.1.0/24", "198.18.101.0/24")
+        .replace("198.18.2.0/24", "198.18.102.0/24")
+    )
+    path = tmp_path_factory.mktemp("default") / "cluster.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_cluster(
+    engine: None, request: pytest.FixtureRequest, default_file: Path, state_dir: Path
+) -> Iterator[Up]:
+    yield from bring_up(request, default_file, state_dir)
+
+
+@pytest.fixture(scope="session")
+def one_worker(engine: None, request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Up]:
+    yield from bring_up(request, TOPOLOGIES / "one-worker.yaml", state_dir)
+
+
+@pytest.fixture(scope="session")
+def three_networks(engine: None, request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Up]:
+    yield from bring_up(request, TOPOLOGIES / "three-networks.yaml", state_dir)
+
+
+@pytest.fixture(scope="session")
+def unreachable(engine: None, request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Up]:
+    yield from bring_up(
+        request, TOPOLOGIES / "unreachable-worker.yaml", state_dir, "--ready-timeout", "15"
+    )
