@@ -40,6 +40,7 @@ log = logging.getLogger("distproc.worker")
 MODES = ("auto", "inline", "threads", "processes")
 AUTO_MODE = {"square": "inline", "io": "threads", "cpu": "processes"}
 IDLE_WAIT = 0.5
+STOP_CHECK = 0.05
 
 
 @dataclass
@@ -262,6 +263,9 @@ class Worker:
                     time.sleep(IDLE_WAIT)
                 continue
             job_id, lease_id, _lease_seconds, kind, tasks = reply
+            if self.stopping.is_set():  # the signal came during the call: hand them back
+                self._release(job_id, [tid for tid, _ in tasks])
+                continue
             self._start(job_id, lease_id, kind, tasks)
 
     def _mode(self, kind: str) -> str:
@@ -339,9 +343,14 @@ class Worker:
         """Move finished pool tasks to the outbox; a broken pool turns its tasks into suspects."""
         if not self.inflight:
             return
-        done, _ = wait_futures(
-            list(self.inflight), timeout=IDLE_WAIT if block else 0, return_when=FIRST_COMPLETED
-        )
+        waiting = list(self.inflight)
+        deadline = time.monotonic() + IDLE_WAIT
+        while True:  # in short slices, so that a SIGTERM is acted on at once
+            done, _ = wait_futures(
+                waiting, timeout=STOP_CHECK if block else 0, return_when=FIRST_COMPLETED
+            )
+            if done or not block or self.stopping.is_set() or time.monotonic() > deadline:
+                break
         broken = False
         for fut in done:
             run = self.inflight.pop(fut)

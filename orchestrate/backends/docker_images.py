@@ -26,7 +26,7 @@ from ..events import Events
 from ..model import OrchestrateError
 
 IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
-BUILD_INPUTS = ("Dockerfile", "distproc", "distproc_kinds")
+BUILD_INPUTS = ("Dockerfile", "distproc", "distproc_kinds", "tutorial_worker.py")
 IMAGE_REPO = "distproc"
 SLIM_CANDIDATES = ("python:3.12-slim", "python:3.13-slim", "python:3.11-slim", "python:3-slim")
 PULL_DEFAULT = "python:3.12-slim"

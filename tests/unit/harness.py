@@ -102,6 +102,37 @@ class Procs:
         assert r.stdout.strip(), f"no report; stderr:\n{r.stderr}"
         return r.returncode, json.loads(r.stdout)
 
+    def submit_bg(self, *args: str) -> subprocess.Popen:
+        """A submit running in the background; its report comes on its stdout."""
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distproc",
+                "submit",
+                "--master",
+                self.master_addr,
+                "--progress",
+                "none",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+            cwd=REPO,
+        )
+
+    def wait_done(self, at_least: int, timeout: float = 30.0) -> None:
+        """Until the current job has at least ``at_least`` tasks done (workers hold leases)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.status()["job"]
+            if job is not None and job["done"] >= at_least:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the job did not reach {at_least} tasks done: {job}")
+            time.sleep(0.05)
+
     def status(self) -> dict[str, Any]:
         r = self.cli("status", "--master", self.master_addr)
         assert r.returncode == 0, r.stderr

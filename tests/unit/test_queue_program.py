@@ -127,33 +127,20 @@ def test_sigkilled_worker_tasks_are_rerun_exactly_once(procs: Procs) -> None:
     procs.master()
     victim = procs.worker("--name", "victim", "--concurrency", "4")
     procs.wait_workers(1)
-    sub = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distproc",
-            "submit",
-            "--master",
-            procs.master_addr,
-            "--progress",
-            "none",
-            "--kind",
-            "io",
-            "--size",
-            "50",
-            "--tasks",
-            "200",
-            "--batch",
-            "8",
-            "--lease-seconds",
-            "1.5",
-            "--results",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=procs.env(),
+    sub = procs.submit_bg(
+        "--kind",
+        "io",
+        "--size",
+        "50",
+        "--tasks",
+        "200",
+        "--batch",
+        "8",
+        "--lease-seconds",
+        "1.5",
+        "--results",
     )
-    time.sleep(1.0)  # the victim holds leases now, mid-batch
+    procs.wait_done(1)  # the victim holds leases now, mid-batch
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     procs.worker("--name", "survivor", "--concurrency", "8")
@@ -243,27 +230,7 @@ def test_wrong_authkey_is_rejected_while_the_job_goes_on(procs: Procs) -> None:
     master = procs.master()
     procs.worker("--name", "w1")
     procs.wait_workers(1)
-    sub = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distproc",
-            "submit",
-            "--master",
-            procs.master_addr,
-            "--progress",
-            "none",
-            "--kind",
-            "io",
-            "--size",
-            "5",
-            "--tasks",
-            "400",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=procs.env(),
-    )
+    sub = procs.submit_bg("--kind", "io", "--size", "5", "--tasks", "400")
     bad = procs.tmp / "bad-key"
     bad.write_text("not-the-key")
     r = procs.cli("status", "--master", procs.master_addr, "--authkey-file", str(bad))
@@ -332,34 +299,13 @@ def test_workers_reconnect_after_master_restart(procs: Procs) -> None:
 
 def test_sigterm_worker_releases_and_exits_zero(procs: Procs) -> None:
     procs.master()
-    w = procs.worker("--name", "leaver", "--concurrency", "2", "--mode", "threads")
+    # one thread and a prefetch of two: one task is queued, not started, nearly all the time
+    w = procs.worker("--name", "leaver", "--concurrency", "1", "--mode", "threads")
     procs.wait_workers(1)
-    sub = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distproc",
-            "submit",
-            "--master",
-            procs.master_addr,
-            "--progress",
-            "none",
-            "--kind",
-            "io",
-            "--size",
-            "200",
-            "--tasks",
-            "40",
-            "--batch",
-            "4",
-            "--lease-seconds",
-            "30",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=procs.env(),
+    sub = procs.submit_bg(
+        "--kind", "io", "--size", "200", "--tasks", "40", "--batch", "4", "--lease-seconds", "30"
     )
-    time.sleep(1.0)
+    procs.wait_done(1)  # one task running, one queued and not started
     w.send_signal(signal.SIGTERM)
     assert w.wait(timeout=15) == 0
     assert "released" in procs.log_of(w)
@@ -401,32 +347,10 @@ def test_hung_worker_late_results_are_duplicates_not_reported_twice(procs: Procs
     procs.master()
     hung = procs.worker("--name", "hung", "--mode", "threads", "--concurrency", "8")
     procs.wait_workers(1)
-    sub = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distproc",
-            "submit",
-            "--master",
-            procs.master_addr,
-            "--progress",
-            "none",
-            "--kind",
-            "io",
-            "--size",
-            "400",
-            "--tasks",
-            "40",
-            "--batch",
-            "8",
-            "--lease-seconds",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=procs.env(),
+    sub = procs.submit_bg(
+        "--kind", "io", "--size", "400", "--tasks", "40", "--batch", "8", "--lease-seconds", "1"
     )
-    time.sleep(0.6)  # the hung worker holds a batch of 400 ms tasks
+    procs.wait_done(1)  # the hung worker holds a batch of 400 ms tasks
     hung.send_signal(signal.SIGSTOP)
     procs.worker("--name", "rescuer", "--mode", "threads", "--concurrency", "8")
     out, _ = sub.communicate(timeout=60)
