@@ -206,3 +206,25 @@ def test_up_sweeps_the_leftovers_of_an_earlier_run(three_networks: Up) -> None:
         for c in client.containers.list(all=True, filters=labels.cluster_filter("e2e-three"))
     }
     assert len(before) == len(after) == 1 and before != after
+
+
+def test_isolation_check_fails_when_the_probe_can_reach_the_master(default_cluster: Up) -> None:
+    """The same probe, run from a network the master IS on, gets through: the check fails."""
+    from orchestrate.backends.base import ExecResult
+    from orchestrate.checks import isolation
+
+    client = docker.from_env()
+    st = json.loads(default_cluster.cli("status", "-f", str(default_cluster.file), "--json").stdout)
+    net = next(n["docker_name"] for n in st["networks"] if n["name"] == "net-a")
+    target = f"{st['master']['addresses']['net-a']}:{st['master']['port']}"
+    probe = client.containers.create(
+        st["images"]["master"], ["probe", target], network=net, user="10001:10001", read_only=True
+    )
+    try:
+        probe.start()
+        code = probe.wait(timeout=60)["StatusCode"]
+        out = probe.logs().decode()
+    finally:
+        probe.remove(force=True)
+    assert code == 0 and f"reachable {target}" in out
+    assert not isolation(ExecResult(code, out, net))["ok"]

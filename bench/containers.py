@@ -1,0 +1,170 @@
+"""Benchmarks across containers on the real engine: tiny tasks, and time to ready.
+
+- Tiny tasks across containers: the classic one-get-one-put pattern against the leased
+  protocol, on the same master, with 1 and 2 worker containers on two networks (the default
+  topology's shape), each rate taken from the master's own report.
+- Time to ready: bring up 1, 8, 32 and 64 workers; time from the first container start until
+  every worker has connected with the authkey; memory per worker container; and a job on 64
+  workers that must lose nothing.
+
+``python -m bench.containers [--quick] [--json]``. Needs a Docker engine; subnets are inside
+198.18.200.0/22, away from the default cluster's and the e2e tests'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from orchestrate.backends.docker_local import DockerBackend
+from orchestrate.cluster import ClusterRun
+from orchestrate.events import NullEvents
+from orchestrate.model import Cluster
+
+TINY_TASKS = 20000
+
+
+def _cluster(name: str, groups: list[tuple[str, int, str]], cpus: float = 1.0) -> Cluster:
+    """A bench cluster: two networks, the master on both, groups as (name, count, network)."""
+    return Cluster.model_validate({
+        "name": name,
+        "networks": [{"name": "net-a", "subnet": "198.18.200.0/24"},
+                     {"name": "net-b", "subnet": "198.18.201.0/24"}],
+        "master": {"networks": ["net-a", "net-b"],
+                   "resources": {"cpus": 1.0, "memory": "512m", "pids": 256}},
+        "workers": [{"name": g, "count": n, "networks": [net],
+                     "resources": {"cpus": cpus, "memory": "96m", "pids": 64}}
+                    for g, n, net in groups],
+        "job": {"kind": "square", "tasks": TINY_TASKS, "batch": 256},
+    })
+
+
+def _median_rate(runner: ClusterRun, overrides: dict[str, Any], repeat: int) -> dict[str, Any]:
+    rates = []
+    for _ in range(repeat):
+        outcome = runner.job(overrides)
+        rep = outcome.report or {}
+        if not outcome.ok:
+            raise RuntimeError(f"bench job failed its checks: {outcome.failed()}")
+        rates.append(rep["throughput"])
+    return {"rate": statistics.median(rates), "runs": rates, "tasks": overrides["tasks"]}
+
+
+def tiny_tasks(log: Callable[[str], None], repeat: int = 3, tasks: int = TINY_TASKS) -> dict:
+    """Classic vs leased across containers, 1 and 2 workers, on the same master."""
+    backend = DockerBackend()
+    out: dict[str, Any] = {}
+    shapes = {1: [("a", 1, "net-a")], 2: [("a", 1, "net-a"), ("b", 1, "net-b")]}
+    for n, groups in shapes.items():
+        cluster = _cluster(f"bench-tiny-{n}", groups)
+        runner = ClusterRun(cluster, backend, NullEvents())
+        try:
+            up = runner.up(run_job=False)
+            if not up.ok:
+                raise RuntimeError(f"bench cluster not ready: {up.checks}")
+            log(f"containers, {n} worker(s): classic")
+            classic = _median_rate(runner, {"protocol": "classic", "tasks": tasks // 4}, repeat)
+            log(f"containers, {n} worker(s): leased")
+            leased = _median_rate(runner, {"protocol": "leased", "tasks": tasks}, repeat)
+        finally:
+            runner.down()
+        out[str(n)] = {"classic": classic, "leased": leased,
+                       "ratio": leased["rate"] / classic["rate"]}
+    out["two_over_one_leased"] = out["2"]["leased"]["rate"] / out["1"]["leased"]["rate"]
+    return out
+
+
+def _memory_mib(backend: DockerBackend, cluster: str) -> list[float]:
+    from orchestrate import labels
+
+    flt = labels.cluster_filter(cluster)
+    flt["label"].append(f"{labels.ROLE}={labels.ROLE_WORKER}")
+    out = []
+    for c in backend.client.containers.list(filters=flt):
+        stats = c.stats(stream=False)
+        mem = stats.get("memory_stats", {})
+        usage = mem.get("usage", 0) - mem.get("stats", {}).get("cache", 0)
+        out.append(usage / 2**20)
+    return out
+
+
+def time_to_ready(log: Callable[[str], None], sizes: tuple[int, ...] = (1, 8, 32, 64)) -> dict:
+    """Seconds from the first container start until every worker is connected."""
+    backend = DockerBackend()
+    out: dict[str, Any] = {}
+    for n in sizes:
+        cluster = _cluster(f"bench-ready-{n}", [("w", n, "net-a")], cpus=0.25)
+        runner = ClusterRun(cluster, backend, NullEvents())
+        try:
+            log(f"time to ready: {n} workers")
+            t0 = time.monotonic()
+            up = runner.up(run_job=False, ready_timeout=180)
+            ready = up.checks[0]
+            row: dict[str, Any] = {"workers": n, "ok": ready["ok"],
+                                   "up_seconds": time.monotonic() - t0,
+                                   "evidence": ready["evidence"]}
+            mem = _memory_mib(backend, cluster.name)
+            row["memory_mib_per_worker"] = statistics.mean(mem) if mem else None
+            if n == max(sizes) and ready["ok"]:
+                log(f"a job on {n} workers")
+                job = runner.job({"kind": "square", "tasks": 100 * n, "batch": 16})
+                rep = job.report or {}
+                totals = rep.get("totals", {})
+                row["job"] = {"tasks": totals.get("tasks"), "ok": totals.get("ok"),
+                              "lost": totals.get("tasks", 0) - totals.get("ok", 0),
+                              "checks_ok": job.ok,
+                              "workers_contributing": sum(1 for r in job.rows() if r["tasks"])}
+            out[str(n)] = row
+        finally:
+            runner.down()
+    return out
+
+
+def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """Both parts (smaller in quick mode)."""
+    return {
+        "tiny_tasks": tiny_tasks(log, repeat=1 if quick else 3,
+                                 tasks=5000 if quick else TINY_TASKS),
+        "time_to_ready": time_to_ready(log, (1, 8) if quick else (1, 8, 32, 64)),
+    }
+
+
+def table(res: dict[str, Any]) -> str:
+    """Plain-text tables of the results."""
+    lines = ["across containers, tiny square tasks (master's own clock):",
+             f"  {'workers':>7} {'classic/s':>11} {'leased/s':>11} {'leased/classic':>15}"]
+    tiny = res["tiny_tasks"]
+    for n in ("1", "2"):
+        r = tiny[n]
+        lines.append(f"  {n:>7} {r['classic']['rate']:>11.0f} {r['leased']['rate']:>11.0f} "
+                     f"{r['ratio']:>14.1f}x")
+    lines.append(f"  2 workers / 1 worker (leased): {tiny['two_over_one_leased']:.2f}")
+    lines.append("time to ready (all workers connected with the authkey):")
+    lines.append(f"  {'workers':>7} {'seconds':>8} {'MiB/worker':>11}  job")
+    for n, r in res["time_to_ready"].items():
+        mem = r.get("memory_mib_per_worker")
+        job = r.get("job")
+        job_text = (f"{job['ok']}/{job['tasks']} ok, {job['lost']} lost, "
+                    f"{job['workers_contributing']} workers contributed" if job else "")
+        lines.append(f"  {n:>7} {r['up_seconds']:>8.1f} "
+                     f"{(f'{mem:.1f}' if mem else '-'):>11}  {job_text}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.containers", description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    res = run(args.quick, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True))
+    print(json.dumps(res, indent=2) if args.json else table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
