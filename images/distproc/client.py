@@ -15,6 +15,8 @@ import time
 from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any
 
+from .tcp import nodelay_clients
+
 log = logging.getLogger("distproc.client")
 
 # What a dead or unreachable master looks like from a proxy call.
@@ -71,6 +73,7 @@ def connect(
 
     A wrong authkey is not retried: it raises ``multiprocessing.AuthenticationError`` at once.
     """
+    nodelay_clients()
     deadline = time.monotonic() + timeout
     attempt = 0
     while True:

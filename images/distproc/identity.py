@@ -7,6 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+from .tcp import socket_of
+
 
 def netns() -> str:
     """The network namespace id, as ``readlink /proc/self/ns/net`` prints it."""
@@ -47,7 +49,7 @@ def usable_cpus() -> int:
 
 def local_ip_of(fd: int) -> str:
     """The local address of a connected TCP socket, given its file descriptor."""
-    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket_of(fd) as s:
         return s.getsockname()[0]
 
 

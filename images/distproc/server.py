@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
-import socket
-import struct
 import threading
 from multiprocessing import connection
 from multiprocessing.managers import BaseManager, Server
 from traceback import format_exc
 from typing import Any
+
+from .tcp import set_nodelay, set_recv_timeout, socket_of
 
 log = logging.getLogger("distproc.master")
 
@@ -38,20 +38,12 @@ def current_peer() -> str:
 
 
 def _peer_of(conn: connection.Connection) -> tuple[str, int]:
-    with socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket_of(conn.fileno()) as s:
         try:
             host, port = s.getpeername()[:2]
         except OSError:
             return ("?", 0)
     return (host, port)
-
-
-def _set_recv_timeout(conn: connection.Connection, seconds: float) -> None:
-    """Bound blocking reads on the connection's socket (0 means no bound)."""
-    sec = int(seconds)
-    usec = int((seconds - sec) * 1_000_000)
-    with socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
 
 
 class _Dropped(Exception):
@@ -102,6 +94,7 @@ class GuardedServer(Server):
             threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
 
     def handle_request(self, conn: connection.Connection) -> None:
+        set_nodelay(conn.fileno())
         peer = _peer_of(conn)
         try:
             self._serve(conn, peer)
@@ -112,12 +105,12 @@ class GuardedServer(Server):
 
     def _serve(self, conn: connection.Connection, peer: tuple[str, int]) -> None:
         try:
-            _set_recv_timeout(conn, self.handshake_timeout)
+            set_recv_timeout(conn.fileno(), self.handshake_timeout)
             connection.deliver_challenge(conn, self.authkey)
             connection.answer_challenge(conn, self.authkey)
             guarded = GuardedConnection(conn, peer)
             request = guarded.recv()
-            _set_recv_timeout(conn, 0)
+            set_recv_timeout(conn.fileno(), 0)
             _ignore, funcname, args, kwds = request
             if funcname not in self.public:
                 raise _Dropped(f"unknown request {funcname!r}")

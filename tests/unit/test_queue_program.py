@@ -114,9 +114,12 @@ def test_classic_worker_dying_loses_its_task(procs: Procs) -> None:
         os._exit(1)
     """)
     thief = subprocess.Popen([sys.executable, "-c", script])
+    time.sleep(0.5)  # connected and waiting in get() before the job starts
+    sub = procs.submit_bg("--protocol", "classic", "--tasks", "30", "--timeout", "8")
+    assert thief.wait(timeout=20) == 1  # it took one task and died with it
     procs.worker("--name", "classic-ok", "--protocol", "classic")
-    code, rep = procs.submit("--protocol", "classic", "--tasks", "30", "--timeout", "4")
-    thief.wait(timeout=10)
+    out, _ = sub.communicate(timeout=60)
+    code, rep = sub.returncode, json.loads(out)
     assert code == 3
     assert rep["totals"]["lost"] == 1 and rep["totals"]["ok"] == 29
     checks = {c["name"]: c["ok"] for c in rep["checks"]}
