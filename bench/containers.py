@@ -31,17 +31,29 @@ TINY_TASKS = 20000
 
 def _cluster(name: str, groups: list[tuple[str, int, str]], cpus: float = 1.0) -> Cluster:
     """A bench cluster: two networks, the master on both, groups as (name, count, network)."""
-    return Cluster.model_validate({
-        "name": name,
-        "networks": [{"name": "net-a", "subnet": "198.18.200.0/24"},
-                     {"name": "net-b", "subnet": "198.18.201.0/24"}],
-        "master": {"networks": ["net-a", "net-b"],
-                   "resources": {"cpus": 1.0, "memory": "512m", "pids": 256}},
-        "workers": [{"name": g, "count": n, "networks": [net],
-                     "resources": {"cpus": cpus, "memory": "96m", "pids": 64}}
-                    for g, n, net in groups],
-        "job": {"kind": "square", "tasks": TINY_TASKS, "batch": 256},
-    })
+    return Cluster.model_validate(
+        {
+            "name": name,
+            "networks": [
+                {"name": "net-a", "subnet": "198.18.200.0/24"},
+                {"name": "net-b", "subnet": "198.18.201.0/24"},
+            ],
+            "master": {
+                "networks": ["net-a", "net-b"],
+                "resources": {"cpus": 1.0, "memory": "512m", "pids": 256},
+            },
+            "workers": [
+                {
+                    "name": g,
+                    "count": n,
+                    "networks": [net],
+                    "resources": {"cpus": cpus, "memory": "96m", "pids": 64},
+                }
+                for g, n, net in groups
+            ],
+            "job": {"kind": "square", "tasks": TINY_TASKS, "batch": 256},
+        }
+    )
 
 
 def _median_rate(runner: ClusterRun, overrides: dict[str, Any], repeat: int) -> dict[str, Any]:
@@ -73,8 +85,11 @@ def tiny_tasks(log: Callable[[str], None], repeat: int = 3, tasks: int = TINY_TA
             leased = _median_rate(runner, {"protocol": "leased", "tasks": tasks}, repeat)
         finally:
             runner.down()
-        out[str(n)] = {"classic": classic, "leased": leased,
-                       "ratio": leased["rate"] / classic["rate"]}
+        out[str(n)] = {
+            "classic": classic,
+            "leased": leased,
+            "ratio": leased["rate"] / classic["rate"],
+        }
     out["two_over_one_leased"] = out["2"]["leased"]["rate"] / out["1"]["leased"]["rate"]
     return out
 
@@ -105,9 +120,12 @@ def time_to_ready(log: Callable[[str], None], sizes: tuple[int, ...] = (1, 8, 32
             t0 = time.monotonic()
             up = runner.up(run_job=False, ready_timeout=180)
             ready = up.checks[0]
-            row: dict[str, Any] = {"workers": n, "ok": ready["ok"],
-                                   "up_seconds": time.monotonic() - t0,
-                                   "evidence": ready["evidence"]}
+            row: dict[str, Any] = {
+                "workers": n,
+                "ok": ready["ok"],
+                "up_seconds": time.monotonic() - t0,
+                "evidence": ready["evidence"],
+            }
             mem = _memory_mib(backend, cluster.name)
             row["memory_mib_per_worker"] = statistics.mean(mem) if mem else None
             if n == max(sizes) and ready["ok"]:
@@ -115,44 +133,66 @@ def time_to_ready(log: Callable[[str], None], sizes: tuple[int, ...] = (1, 8, 32
                 job = runner.job({"kind": "square", "tasks": 100 * n, "batch": 16})
                 rep = job.report or {}
                 totals = rep.get("totals", {})
-                row["job"] = {"tasks": totals.get("tasks"), "ok": totals.get("ok"),
-                              "lost": totals.get("tasks", 0) - totals.get("ok", 0),
-                              "checks_ok": job.ok,
-                              "workers_contributing": sum(1 for r in job.rows() if r["tasks"])}
+                row["job"] = {
+                    "tasks": totals.get("tasks"),
+                    "ok": totals.get("ok"),
+                    "lost": totals.get("tasks", 0) - totals.get("ok", 0),
+                    "checks_ok": job.ok,
+                    "workers_contributing": sum(1 for r in job.rows() if r["tasks"]),
+                }
             out[str(n)] = row
         finally:
             runner.down()
     return out
 
 
+def engine_problem() -> str | None:
+    """Why there is no usable Docker engine, or None."""
+    try:
+        DockerBackend()
+    except Exception as exc:  # any failure to reach the engine
+        return str(exc)
+    return None
+
+
 def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     """Both parts (smaller in quick mode)."""
     return {
-        "tiny_tasks": tiny_tasks(log, repeat=1 if quick else 3,
-                                 tasks=5000 if quick else TINY_TASKS),
+        "tiny_tasks": tiny_tasks(
+            log, repeat=1 if quick else 3, tasks=5000 if quick else TINY_TASKS
+        ),
         "time_to_ready": time_to_ready(log, (1, 8) if quick else (1, 8, 32, 64)),
     }
 
 
 def table(res: dict[str, Any]) -> str:
     """Plain-text tables of the results."""
-    lines = ["across containers, tiny square tasks (master's own clock):",
-             f"  {'workers':>7} {'classic/s':>11} {'leased/s':>11} {'leased/classic':>15}"]
+    lines = [
+        "across containers, tiny square tasks (master's own clock):",
+        f"  {'workers':>7} {'classic/s':>11} {'leased/s':>11} {'leased/classic':>15}",
+    ]
     tiny = res["tiny_tasks"]
     for n in ("1", "2"):
         r = tiny[n]
-        lines.append(f"  {n:>7} {r['classic']['rate']:>11.0f} {r['leased']['rate']:>11.0f} "
-                     f"{r['ratio']:>14.1f}x")
+        lines.append(
+            f"  {n:>7} {r['classic']['rate']:>11.0f} {r['leased']['rate']:>11.0f} "
+            f"{r['ratio']:>14.1f}x"
+        )
     lines.append(f"  2 workers / 1 worker (leased): {tiny['two_over_one_leased']:.2f}")
     lines.append("time to ready (all workers connected with the authkey):")
     lines.append(f"  {'workers':>7} {'seconds':>8} {'MiB/worker':>11}  job")
     for n, r in res["time_to_ready"].items():
         mem = r.get("memory_mib_per_worker")
         job = r.get("job")
-        job_text = (f"{job['ok']}/{job['tasks']} ok, {job['lost']} lost, "
-                    f"{job['workers_contributing']} workers contributed" if job else "")
-        lines.append(f"  {n:>7} {r['up_seconds']:>8.1f} "
-                     f"{(f'{mem:.1f}' if mem else '-'):>11}  {job_text}")
+        job_text = (
+            f"{job['ok']}/{job['tasks']} ok, {job['lost']} lost, "
+            f"{job['workers_contributing']} workers contributed"
+            if job
+            else ""
+        )
+        lines.append(
+            f"  {n:>7} {r['up_seconds']:>8.1f} {(f'{mem:.1f}' if mem else '-'):>11}  {job_text}"
+        )
     return "\n".join(lines)
 
 

@@ -142,7 +142,7 @@ def plot_cpu(cpu: dict[str, Any], path: Path) -> Path:
     ks = [r["concurrency"] for r in cpu.get("processes") or cpu.get("threads") or []]
     if ks:
         ax.plot(ks, [min(k, n_cores) for k in ks], "k--", lw=1, label=f"ideal: min(k, {n_cores})")
-    for mode, style in (("processes", "o-"), ("threads", "s-")):
+    for mode, style, dy in (("processes", "o-", 6), ("threads", "s-", -12)):
         series = cpu.get(mode) or []
         if series and series[0].get("speedup") is not None:
             ax.plot(
@@ -156,7 +156,7 @@ def plot_cpu(cpu: dict[str, Any], path: Path) -> Path:
                     f"{r['rate']:.1f}/s",
                     (r["concurrency"], r["speedup"]),
                     textcoords="offset points",
-                    xytext=(4, 6),
+                    xytext=(4, dy),
                     fontsize=7,
                 )
     ax.axvline(n_cores, color="grey", ls=":", lw=1)
@@ -208,31 +208,44 @@ def plot_io(io: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def task_ms(r: dict[str, Any]) -> float:
+    """Median time one task took where it ran (ms): grows if parallel tasks slow each other."""
+    per = sorted(b / r["tasks"] for b in r.get("busy_seconds") or [0.0])
+    return 1000.0 * per[len(per) // 2]
+
+
 def format_table(res: dict[str, Any]) -> str:
     """Plain-text tables of the cpu and io series."""
     lines = [f"cpu (cores available: {res['cpu']['cores']})"]
-    lines.append(f"{'mode':<10} {'k':>2} {'tasks/s':>9} {'speed-up':>9} {'eff':>6} {'core-eff':>9}")
+    lines.append(
+        f"{'mode':<10} {'k':>2} {'tasks/s':>9} {'speed-up':>9} {'eff':>6} {'core-eff':>9} "
+        f"{'ms/task':>8} {'other':>6}"
+    )
     for mode in ("processes", "threads"):
         for r in res["cpu"].get(mode) or []:
             lines.append(
                 f"{mode:<10} {r['concurrency']:>2} {r['rate']:>9.1f} {r['speedup']:>8.2f}x "
-                f"{r['efficiency']:>6.0%} {r['core_efficiency']:>9.0%}"
+                f"{r['efficiency']:>6.0%} {r['core_efficiency']:>9.0%} "
+                f"{task_ms(r):>8.1f} {_other(r):>6.2f}"
             )
     lines.append(f"io ({res['io']['ms']} ms per task)")
-    lines.append(f"{'threads':>7} {'tasks/s':>9} {'ideal':>8} {'of ideal':>9}")
+    lines.append(f"{'threads':>7} {'tasks/s':>9} {'ideal':>8} {'of ideal':>9} {'other':>6}")
     for r in res["io"]["series"]:
         lines.append(
             f"{r['concurrency']:>7} {r['rate']:>9.0f} {r['ideal']:>8.0f} "
-            f"{r['fraction_of_ideal']:>9.0%}"
+            f"{r['fraction_of_ideal']:>9.0%} {_other(r):>6.2f}"
         )
+    lines.append("other: most cores that other processes used during a run (should be ~0)")
     return "\n".join(lines)
+
+
+def _other(r: dict[str, Any]) -> float:
+    return max(r.get("foreign_cores") or [0.0])
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(
-        prog="python -m bench.lesson", description=__doc__.splitlines()[0]
-    )
+    ap = argparse.ArgumentParser(prog="python -m bench.lesson", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one run each, smaller cpu job")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--plots", type=Path, default=None, help="write lesson_cpu/io.png here")

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,12 +38,80 @@ N_CLASSIC_QUICK = 3000  # classic runs ~5k tasks/s: enough for a stable rate in 
 BATCHES = (64, 256, 1024)
 JOB_TIMEOUT = 300.0
 N_RT = 20000  # control round trips for our own transport floor
+N_LONG = 200000  # a sustained leased run
+FOREIGN_WARN = 0.2  # cores used by other processes above which a run is flagged
+STOP_TIMEOUT = 15.0  # a worker drains (finishes or releases what it holds) before exiting
 
 
 def _tail(path: Path, lines: int = 20) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     return ""
+
+
+def warn(msg: str) -> None:
+    """A warning line on stderr (cleanup problems are evidence, not noise)."""
+    print(f"bench: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from ``/proc/<pid>/task/*/children``)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{p}/task/{task}/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+                    out += kids
+                    todo += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _HZ
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent not idle, over every CPU."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    return (sum(v) - v[3] - v[4]) / _HZ  # minus idle and iowait
+
+
+class CpuProbe:
+    """How many cores OTHER processes kept busy while we measured (another job on the
+    machine skews every rate here: on 2 cores, even a fraction of a core shows)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.machine0 = _machine_busy()
+        self.ours0 = sum(_cpu_seconds(p) for p in pids)
+
+    def foreign_cores(self) -> float:
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        ours = sum(_cpu_seconds(p) for p in self.pids) - self.ours0
+        return max(0.0, (_machine_busy() - self.machine0 - ours) / wall)
 
 
 class Cluster:
@@ -59,6 +128,8 @@ class Cluster:
         self.master: subprocess.Popen[bytes] | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}
+        self._broker: Any = None
+        self.last_foreign_cores = 0.0  # see CpuProbe
 
     @property
     def address(self) -> tuple[str, int]:
@@ -89,11 +160,14 @@ class Cluster:
 
         for _attempt in range(3):  # a picked free port can be taken before the master binds
             self.port = free_port()
-            self.master = self._spawn("master", "master", "--host", LOOPBACK, "--port", str(self.port))
+            self.master = self._spawn(
+                "master", "master", "--host", LOOPBACK, "--port", str(self.port)
+            )
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while self.master.poll() is None and time.monotonic() < deadline:
                 try:
-                    broker(connect(self.address, self.key, 0.5)).ping()
+                    self._broker = broker(connect(self.address, self.key, 0.5))
+                    self._broker.ping()
                     return
                 except Exception:
                     time.sleep(0.05)
@@ -101,10 +175,20 @@ class Cluster:
         raise RuntimeError(f"the master did not start:\n{_tail(self.logs[self.master.pid])}")
 
     def broker(self) -> Any:
-        """A fresh broker proxy (``connect`` drops cached connections, so never keep one)."""
-        from distproc.client import broker, connect
+        """A broker proxy; a new one if ``run_job`` closed the last one's connection.
 
-        return broker(connect(self.address, self.key, 10.0))
+        (``distproc.client.connect`` drops every cached connection to the address.)
+        """
+        from distproc.client import LINK_ERRORS, broker, connect
+
+        if self._broker is not None:
+            try:
+                self._broker.ping()
+                return self._broker
+            except LINK_ERRORS:
+                self._broker = None
+        self._broker = broker(connect(self.address, self.key, 10.0))
+        return self._broker
 
     def start_workers(self, n: int, *args: str) -> list[subprocess.Popen[bytes]]:
         """Start ``n`` worker processes and wait until the master lists them as connected."""
@@ -136,12 +220,26 @@ class Cluster:
         return procs
 
     def stop_workers(self, procs: list[subprocess.Popen[bytes]]) -> None:
-        """SIGTERM (the worker drains and says bye), then kill; only these processes."""
+        """SIGTERM (the worker drains and says bye), then kill; only these processes.
+
+        A worker's pool processes ignore SIGTERM (the worker stops them itself); if a worker
+        had to be killed, they would outlive it, so any left are killed here by pid.
+        """
+        pool = {p.pid: descendants(p.pid) for p in procs}
         for p in procs:
             if p.poll() is None:
                 p.terminate()
         for p in procs:
-            stop_process(p)
+            try:
+                p.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                warn(f"worker {p.pid} still running {STOP_TIMEOUT:.0f}s after SIGTERM: killed")
+                stop_process(p)
+            for child in pool[p.pid]:
+                if _alive(child):
+                    warn(f"pool process {child} of worker {p.pid} outlived it: killed")
+                    with contextlib.suppress(OSError):
+                        os.kill(child, signal.SIGKILL)
 
     @contextlib.contextmanager
     def workers(self, n: int, *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
@@ -156,9 +254,12 @@ class Cluster:
         """Run one job to the end; returns (report, client-side end-to-end seconds)."""
         from distproc.submit import run_job
 
+        live = [p.pid for p in self.procs if p.poll() is None]
+        probe = CpuProbe([os.getpid(), *live, *(c for p in live for c in descendants(p))])
         t0 = time.perf_counter()
         rep = run_job(self.address, self.key, spec, timeout=JOB_TIMEOUT, connect_timeout=10.0)
         e2e = time.perf_counter() - t0
+        self.last_foreign_cores = probe.foreign_cores()
         if not rep["ok"]:
             bad = [c for c in rep["checks"] if not c["ok"]]
             raise RuntimeError(f"job {rep['job']['id']} failed its checks: {bad}")
@@ -166,11 +267,8 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every process this cluster started (workers first, then the master)."""
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in reversed(self.procs):
-            stop_process(p)
+        self.stop_workers([p for p in self.procs if p is not self.master])
+        stop_process(self.master)
 
 
 @contextlib.contextmanager
@@ -203,18 +301,22 @@ def job_rate(
     e2e: list[float] = []
     reports: list[dict[str, Any]] = []
 
+    foreign: list[float] = []
+
     def once() -> float:
         rep, secs = cl.job(spec)
         e2e.append(secs)
         reports.append(rep)
+        foreign.append(round(cl.last_foreign_cores, 3))
         return float(rep["elapsed_seconds"])
 
     res = measure(name, spec["tasks"], once, repeat, **extra)
     res["e2e_rate"] = statistics.median(spec["tasks"] / s for s in e2e)
     res["e2e_runs"] = [spec["tasks"] / s for s in e2e]
-    res["tasks_per_worker"] = [
-        [w["tasks"] for w in rep["workers"]] for rep in reports
-    ]  # evidence that every worker took part
+    # evidence that every worker took part, and the time spent in the task functions
+    res["tasks_per_worker"] = [[w["tasks"] for w in rep["workers"]] for rep in reports]
+    res["busy_seconds"] = [sum(w["busy_seconds"] or 0.0 for w in rep["workers"]) for rep in reports]
+    res["foreign_cores"] = foreign  # cores other processes used during each run
     return res
 
 
@@ -297,9 +399,14 @@ def tiny(
     classic_n: int | None = None,
     batches: tuple[int, ...] = (),
     roundtrips: int = 0,
+    long_n: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Leased vs classic on ONE master, for each worker count; optional batch sweep.
+    """Leased vs classic on ONE master, for each worker count; optional extras.
+
+    Extras (in ``sweep``): the other ``batches``, and ``long_n`` tasks per job (a sustained
+    rate, less sensitive to scheduling jitter than a 20-30 ms window). ``roundtrips``: the
+    floor of one call to our master (``control_roundtrips``).
 
     Leased runs go first: after a classic job, idle leased workers poll every 0.5 s instead
     of waiting on the master, which would only delay the start (not the measured window).
@@ -319,6 +426,12 @@ def tiny(
                 r = leased_tiny(cl, w, n, repeat, b)
                 out["sweep"].append(r)
                 say(f"  {r['name']}: {r['rate']:,.0f} tasks/s")
+        if long_n:
+            for w in workers:
+                r = leased_tiny(cl, w, long_n, repeat, batch)
+                r["name"] += f", {long_n} tasks"
+                out["sweep"].append(r)
+                say(f"  {r['name']}: {r['rate']:,.0f} tasks/s")
         if roundtrips:
             out["roundtrips"] = control_roundtrips(cl, roundtrips, repeat)
             for r in out["roundtrips"]:
@@ -336,6 +449,73 @@ def tiny(
     return out
 
 
+def limit(res: dict[str, Any], roundtrips: dict[str, float]) -> list[dict[str, Any]]:
+    """How close each leased measurement is to the transport limit.
+
+    One exchange carries ``batch`` tasks, so the limit is ``roundtrip_rate * batch`` tasks/s;
+    ``fraction`` = rate / limit, and ``tasks_per_roundtrip`` = rate / roundtrip_rate (what a
+    batch of ``batch`` would give if the master and workers did no per-task work).
+    """
+    out = []
+    for r in [*res["leased"].values(), *res["sweep"]]:
+        for rt_name, rt in roundtrips.items():
+            out.append(
+                {
+                    "name": r["name"],
+                    "roundtrip": rt_name,
+                    "rate": r["rate"],
+                    "batch": r["batch"],
+                    "roundtrip_rate": rt,
+                    "limit": rt * r["batch"],
+                    "fraction": r["rate"] / (rt * r["batch"]),
+                    "tasks_per_roundtrip": r["rate"] / rt,
+                }
+            )
+    return out
+
+
+def format_limit(rows_: list[dict[str, Any]]) -> str:
+    """Plain-text table of ``limit`` rows."""
+    head = ("measurement", "round trip", "tasks/s", "rt/s", "limit", "of limit", "tasks/rt")
+    table = [head] + [
+        (
+            r["name"],
+            r["roundtrip"],
+            f"{r['rate']:,.0f}",
+            f"{r['roundtrip_rate']:,.0f}",
+            f"{r['limit']:,.0f}",
+            f"{r['fraction']:.1%}",
+            f"{r['tasks_per_roundtrip']:.1f}",
+        )
+        for r in rows_
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    )
+
+
+def format_tiny(res: dict[str, Any]) -> str:
+    """The tiny-task table plus the ratios."""
+    from bench.peers import format_table
+
+    lines = [format_table(rows(res))]
+    lines += [f"{k}: {v:.2f}x" if v is not None else f"{k}: -" for k, v in res["ratios"].items()]
+    lines.append(foreign_note(rows(res)))
+    return "\n".join(lines)
+
+
+def foreign_note(results: list[dict[str, Any]]) -> str:
+    """One line: how busy other processes kept the machine during these measurements."""
+    worst = max((max(r.get("foreign_cores") or [0.0]) for r in results), default=0.0)
+    flag = " -- rates are skewed (another job was running)" if worst > FOREIGN_WARN else ""
+    return f"other processes used up to {worst:.2f} cores during a run{flag}"
+
+
 def rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     """Every measurement of a ``tiny`` result as a flat list (for tables and JSON)."""
     return [
@@ -348,8 +528,6 @@ def rows(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    from bench.peers import format_table
-
     ap = argparse.ArgumentParser(prog="python -m bench.ours", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer classic tasks, one run each")
     ap.add_argument("--json", action="store_true")
@@ -359,14 +537,16 @@ def main(argv: list[str] | None = None) -> int:
         classic_n=N_CLASSIC_QUICK if args.quick else None,
         batches=() if args.quick else BATCHES,
         roundtrips=2000 if args.quick else N_RT,
+        long_n=0 if args.quick else N_LONG,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     if args.json:
         print(json.dumps(res, indent=2, default=str))
     else:
-        print(format_table(rows(res)))
-        for k, v in res["ratios"].items():
-            print(f"{k}: {v:.1f}x" if v is not None else f"{k}: -")
+        print(format_tiny(res))
+        rts = {r["name"]: r["rate"] for r in res["roundtrips"]}
+        if rts:
+            print(format_limit(limit(res, rts)))
     return 0
 
 
