@@ -23,7 +23,7 @@ from .model import (
     cluster_json_schema_text,
     load_cluster,
 )
-from .ui import ConsoleEvents, print_checks, print_summary
+from .ui import ConsoleEvents, make_console, print_checks, print_summary
 
 if TYPE_CHECKING:
     from .cluster import ClusterRun, Outcome
@@ -64,7 +64,7 @@ def _runner(args: argparse.Namespace, cluster: Cluster | None = None) -> Cluster
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False)
+    return make_console()
 
 
 def _finish(args: argparse.Namespace, runner: ClusterRun, outcome: Outcome, what: str) -> int:

@@ -17,6 +17,21 @@ def interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+PLAIN_WIDTH = 160
+
+
+def make_console(live: bool | None = None) -> Console:
+    """stderr; on a terminal rich sizes it, in CI lines are wide rather than wrapped."""
+    live = interactive() if live is None else live
+    return Console(
+        stderr=True,
+        highlight=False,
+        force_terminal=live or None,
+        no_color=not live,
+        width=None if live else PLAIN_WIDTH,
+    )
+
+
 class ConsoleEvents:
     """Events on stderr: live bars on a terminal; in CI, plain lines at most every 2 s."""
 

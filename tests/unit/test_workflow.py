@@ -17,8 +17,12 @@ def _check(path: Path) -> subprocess.CompletedProcess:
     if exe is None:
         pytest.fail("check-jsonschema is not installed (pip install -e '.[dev]')")
     # the schema is bundled with check-jsonschema: no network needed
-    return subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [exe, "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_workflow_matches_the_schema() -> None:
