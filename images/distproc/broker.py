@@ -245,15 +245,34 @@ class Broker:
         return self.results_sink
 
     def _classic_worker(self, peer: str) -> int:
-        """Tutorial workers send no identity: each peer IP counts as one worker."""
+        """Who sent a classic result: tutorial workers send no identity, so the peer IP
+        decides. It is our own worker if exactly one live worker has said hello from that
+        IP (it keeps its identity); otherwise each peer IP counts as one worker."""
         index = self.classic_peers.get(peer)
         if index is None:
-            wid = f"classic@{peer}"
-            rec = WorkerRecord(len(self.by_index), wid, {"peer": peer, "protocol": "classic"})
-            rec.first_seen = time.monotonic()
-            self.workers[wid] = rec
-            self.by_index.append(rec)
-            index = self.classic_peers[peer] = rec.index
+            now = time.monotonic()
+            ours = [
+                r
+                for r in self.by_index
+                if "name" in r.identity
+                and peer in r.peers
+                and not r.left
+                and now - r.last_seen < LIVE_SECONDS
+            ]
+            if len(ours) == 1:
+                index = ours[0].index
+            else:
+                wid = f"classic@{peer}"
+                rec = self.workers.get(wid)
+                if rec is None:
+                    rec = WorkerRecord(
+                        len(self.by_index), wid, {"peer": peer, "protocol": "classic"}
+                    )
+                    rec.first_seen = now
+                    self.workers[wid] = rec
+                    self.by_index.append(rec)
+                index = rec.index
+            self.classic_peers[peer] = index
         rec = self.by_index[index]
         rec.last_seen = time.monotonic()
         rec.peers.add(peer)
@@ -324,6 +343,7 @@ class Broker:
 
     def _start_classic(self, job: Ledger) -> None:
         self._drain_task_queue()  # what a previous classic job left behind
+        self.classic_peers = {}  # who is behind each peer IP is decided again per job
         self._classic_tid = {p: t for t, p in enumerate(job.payloads)}
         for payload in job.payloads:
             self.task_queue.put(payload)
@@ -371,6 +391,8 @@ class Broker:
         """The JSON-ready report of a job (the last one by default)."""
         with self.lock:
             job = self._job(job_id)
+        report.expected_values(job)  # may be slow (cpu): computed without holding the lock
+        with self.lock:
             return report.build(job, self.by_index, self.identity, results=results)
 
     def status(self) -> dict[str, Any]:

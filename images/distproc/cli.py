@@ -1,7 +1,7 @@
-"""``python -m distproc master|worker|submit|report|status|probe``.
+"""``python -m distproc master|worker|submit|report|status|cancel|probe``.
 
-Exit codes: 0 ok, 1 runtime error (master unreachable...), 2 usage error (no authkey...),
-3 the job's own checks failed.
+Exit codes: 0 ok, 1 runtime error (master unreachable or lost...), 2 usage error (no authkey,
+a value out of range...), 3 the job's own checks failed.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -18,11 +19,34 @@ from typing import Any
 
 from .auth import AuthkeyError, read_authkey
 from .broker import JobError
-from .client import Unreachable, broker, connect, parse_address
+from .client import LINK_ERRORS, Unreachable, broker, connect, parse_address
 from .ledger import make_spec
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 log = logging.getLogger("distproc")
+
+
+def _number(kind: type, low: float, high: float | None = None) -> Any:
+    """An argparse type: a ``kind`` number within [low, high]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+        return value
+
+    return parse
+
+
+PORT = _number(int, 0, 65535)
+COUNT = _number(int, 0)
+POSITIVE = _number(int, 1)
+SECONDS = _number(float, 0.001, 366 * 86400)
 
 
 def _job_args(p: argparse.ArgumentParser, tasks_default: int | None) -> None:
@@ -31,16 +55,28 @@ def _job_args(p: argparse.ArgumentParser, tasks_default: int | None) -> None:
     g.add_argument(
         "--kind", default="square", help="square, cpu, io, or module:function (default square)"
     )
-    g.add_argument("--tasks", type=int, default=tasks_default, help="number of tasks")
+    g.add_argument("--tasks", type=COUNT, default=tasks_default, help="number of tasks")
     g.add_argument(
-        "--size", type=int, default=0, help="cpu: count primes below SIZE; io: wait SIZE ms"
+        "--size", type=COUNT, default=0, help="cpu: count primes below SIZE; io: wait SIZE ms"
     )
     g.add_argument("--seed", type=int, default=1)
-    g.add_argument("--batch", type=int, default=256, help="tasks per lease")
-    g.add_argument("--lease-seconds", type=float, default=10.0)
+    g.add_argument("--batch", type=POSITIVE, default=256, help="most tasks per lease")
+    g.add_argument(
+        "--lease-seconds",
+        type=SECONDS,
+        default=10.0,
+        help="a lease not renewed by heartbeat within this expires",
+    )
+    g.add_argument(
+        "--task-timeout",
+        type=SECONDS,
+        default=600.0,
+        help="heartbeats renew a lease for at most this long in all: a task that "
+        "hangs in a live worker is taken back then (default %(default)s)",
+    )
     g.add_argument(
         "--max-attempts",
-        type=int,
+        type=POSITIVE,
         default=3,
         help="attempts (errors, crashes, expired leases) before dead-lettering",
     )
@@ -53,37 +89,44 @@ def _job_args(p: argparse.ArgumentParser, tasks_default: int | None) -> None:
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "kind": args.kind,
-        "tasks": args.tasks,
-        "size": args.size,
-        "seed": args.seed,
-        "protocol": args.protocol,
-        "batch": args.batch,
-        "lease_seconds": args.lease_seconds,
-        "max_attempts": args.max_attempts,
-        "retry_errors": args.retry_errors,
-    }
+    names = (
+        "kind",
+        "tasks",
+        "size",
+        "seed",
+        "protocol",
+        "batch",
+        "lease_seconds",
+        "task_timeout",
+        "max_attempts",
+        "retry_errors",
+    )
+    return {name: getattr(args, name) for name in names}
 
 
-def _client_args(p: argparse.ArgumentParser) -> None:
+def _client_args(p: argparse.ArgumentParser, connect_timeout: float = 30.0) -> None:
     p.add_argument("--master", default="127.0.0.1:5000", help="HOST:PORT (default %(default)s)")
     p.add_argument("--authkey-file", help="file holding the key (or $DISTPROC_AUTHKEY_FILE)")
-    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument(
+        "--connect-timeout",
+        type=SECONDS,
+        default=connect_timeout,
+        help="give up on the master after this long (default %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m distproc", description=__doc__.split("\n")[0])
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("master", help="serve the task and result queues")
     m.add_argument("--host", default="0.0.0.0")
-    m.add_argument("--port", type=int, default=5000)
+    m.add_argument("--port", type=PORT, default=5000)
     m.add_argument("--authkey-file", help="file holding the key (or $DISTPROC_AUTHKEY_FILE)")
     m.add_argument(
         "--handshake-timeout",
-        type=float,
+        type=SECONDS,
         default=5.0,
         help="drop a client that has not authenticated within this many seconds",
     )
@@ -92,32 +135,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --tasks: print the job's report and exit (3 if a check failed)",
     )
-    m.add_argument("--job-timeout", type=float, default=None)
+    m.add_argument("--job-timeout", type=SECONDS, default=None)
     _job_args(m, tasks_default=None)
 
     w = sub.add_parser("worker", help="take tasks, compute, put results back")
-    _client_args(w)
-    w.set_defaults(connect_timeout=60.0)
+    _client_args(w, connect_timeout=60.0)
     w.add_argument("--name", default=socket.gethostname())
     w.add_argument("--group", default="")
     w.add_argument("--protocol", choices=("auto", "leased", "classic"), default="auto")
     w.add_argument("--mode", choices=("auto", "inline", "threads", "processes"), default="auto")
     w.add_argument(
         "--concurrency",
-        type=int,
+        type=POSITIVE,
         default=None,
         help="pool size (default: usable CPUs for processes, --threads for threads)",
     )
-    w.add_argument("--threads", type=int, default=32, help="threads for io tasks")
-    w.add_argument("--batch", type=int, default=None, help="cap on tasks per lease")
-    w.add_argument("--heartbeat", type=float, default=1.0)
+    w.add_argument("--threads", type=POSITIVE, default=32, help="threads for io tasks")
+    w.add_argument("--batch", type=POSITIVE, default=None, help="cap on tasks per lease")
+    w.add_argument("--heartbeat", type=SECONDS, default=1.0)
+    w.add_argument(
+        "--drain-timeout",
+        type=SECONDS,
+        default=30.0,
+        help="on SIGTERM, wait this long for running tasks, then hand them back",
+    )
     w.add_argument("--start-method", choices=("fork", "spawn", "forkserver"), default=None)
 
     s = sub.add_parser("submit", help="run a job on a running master and print its report")
     _client_args(s)
     _job_args(s, tasks_default=1000)
     s.add_argument("--payloads", help="JSON file with a list of payloads (instead of --tasks)")
-    s.add_argument("--timeout", type=float, default=None, help="cancel the job after SECONDS")
+    s.add_argument("--timeout", type=SECONDS, default=None, help="cancel the job after SECONDS")
     s.add_argument("--progress", choices=("auto", "bar", "plain", "json", "none"), default="auto")
     s.add_argument("--results", action="store_true", help="include every task in the report")
 
@@ -129,9 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="print connected workers and the current job as JSON")
     _client_args(st)
 
+    c = sub.add_parser("cancel", help="end the current job (or --job) now, and print its report")
+    _client_args(c)
+    c.add_argument("--job", default=None)
+
     pr = sub.add_parser("probe", help="exit 0 if any HOST:PORT accepts a TCP connection, else 1")
     pr.add_argument("targets", nargs="+", metavar="HOST:PORT")
-    pr.add_argument("--timeout", type=float, default=2.0)
+    pr.add_argument("--timeout", type=SECONDS, default=2.0)
     return parser
 
 
@@ -141,6 +193,13 @@ def _print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def cmd_master(args: argparse.Namespace) -> int:
     from . import server
     from .master import Master
@@ -148,23 +207,30 @@ def cmd_master(args: argparse.Namespace) -> int:
     key = read_authkey(args.authkey_file)
     server.GuardedServer.handshake_timeout = args.handshake_timeout
     master = Master(args.host, args.port, key).start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if args.tasks is not None:
-        job_id = master.broker.submit(_spec(args))
-        if args.exit_when_done:
-            state = master.broker.wait(job_id, args.job_timeout or 1e9)
-            if not state["finished"]:
-                master.broker.cancel(job_id, "job timeout")
-            rep = master.broker.report(job_id)
-            _print_json(rep)
-            master.stop()
-            return EXIT_OK if rep["ok"] else EXIT_CHECK
-    stop.wait()
-    log.info("master stopping")
-    master.stop()
-    return EXIT_OK
+    stop = _stop_on_signals()
+    try:
+        if args.tasks is not None:
+            job_id = master.broker.submit(_spec(args))
+            if args.exit_when_done:
+                return _run_to_the_end(master.broker, job_id, args.job_timeout, stop)
+        stop.wait()
+        log.info("master stopping")
+        return EXIT_OK
+    finally:
+        master.stop()
+
+
+def _run_to_the_end(b: Any, job_id: str, timeout: float | None, stop: threading.Event) -> int:
+    """Wait for the job (in slices, so that a signal is heard), then print its report."""
+    waited = 0.0
+    while not b.wait(job_id, 0.5)["finished"]:
+        waited += 0.5
+        if stop.is_set() or (timeout is not None and waited >= timeout):
+            b.cancel(job_id, "interrupted" if stop.is_set() else "job timeout")
+            break
+    rep = b.report(job_id)
+    _print_json(rep)
+    return EXIT_OK if rep["ok"] else EXIT_CHECK
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -182,9 +248,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         batch=args.batch,
         connect_timeout=args.connect_timeout,
         heartbeat=args.heartbeat,
+        drain_timeout=args.drain_timeout,
         start_method=args.start_method,
     )
-    return Worker(cfg).run()
+    worker = Worker(cfg)
+    code = worker.run()
+    if worker.abandoned:  # a task thread still runs: don't wait for it at exit
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    return broker(
+        connect(parse_address(args.master), read_authkey(args.authkey_file), args.connect_timeout)
+    )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -192,8 +270,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     payloads = None
     if args.payloads:
-        with open(args.payloads) as f:
-            payloads = json.load(f)
+        try:
+            with open(args.payloads) as f:
+                payloads = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"--payloads {args.payloads}: {exc}") from None
+        if not isinstance(payloads, list):
+            raise ValueError(f"--payloads {args.payloads}: expected a JSON list")
         args.tasks = len(payloads)
     rep = run_job(
         parse_address(args.master),
@@ -203,28 +286,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         progress=ProgressPrinter(args.progress),
         connect_timeout=args.connect_timeout,
+        results=args.results,
     )
-    if args.results:
-        b = broker(connect(parse_address(args.master), read_authkey(args.authkey_file)))
-        rep = b.report(rep["job"]["id"], True)
     _print_json(rep)
     return EXIT_OK if rep["ok"] else EXIT_CHECK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    b = broker(
-        connect(parse_address(args.master), read_authkey(args.authkey_file), args.connect_timeout)
-    )
-    rep = b.report(args.job, args.results)
+    rep = _connect(args).report(args.job, args.results)
     _print_json(rep)
     return EXIT_OK if rep["ok"] else EXIT_CHECK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    b = broker(
-        connect(parse_address(args.master), read_authkey(args.authkey_file), args.connect_timeout)
-    )
-    _print_json(b.status())
+    _print_json(_connect(args).status())
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    b = _connect(args)
+    job = b.progress(args.job)["job"]
+    b.cancel(job, "cancelled by the user")
+    rep = b.report(job)
+    _print_json(rep)
     return EXIT_OK
 
 
@@ -238,7 +322,7 @@ def _reach(target: str, timeout: float) -> tuple[bool, str]:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    """Try every target at once; exit 0 if any accepted a TCP connection."""
+    """Try every target at once; exit 0 if any accepted a TCP connection, else 1."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(args.targets)) as pool:
@@ -254,6 +338,7 @@ COMMANDS = {
     "submit": cmd_submit,
     "report": cmd_report,
     "status": cmd_status,
+    "cancel": cmd_cancel,
     "probe": cmd_probe,
 }
 
@@ -261,23 +346,27 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    name = f"distproc {args.command}"
     try:
+        for address in [getattr(args, "master", None), *(getattr(args, "targets", None) or [])]:
+            if address:
+                parse_address(address)  # a bad one is a usage error, before anything starts
         if args.command in ("master", "submit") and args.tasks is not None:
             make_spec(_spec(args))
         return COMMANDS[args.command](args)
     except (AuthkeyError, ValueError) as exc:
-        print(f"distproc {args.command}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except AuthenticationError:
-        print(f"distproc {args.command}: the master rejected the authkey", file=sys.stderr)
+        print(f"{name}: the master rejected the authkey", file=sys.stderr)
         return EXIT_ERROR
     except (Unreachable, JobError) as exc:
-        print(f"distproc {args.command}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except OSError as exc:
-        print(f"distproc {args.command}: {exc}", file=sys.stderr)
+    except LINK_ERRORS as exc:
+        print(f"{name}: lost the master ({type(exc).__name__}: {exc})", file=sys.stderr)
         return EXIT_ERROR

@@ -42,9 +42,12 @@ def parse_address(text: str, default_port: int = 5000) -> tuple[str, int]:
     if not sep:
         return text, default_port
     try:
-        return host or "127.0.0.1", int(port)
+        number = int(port)
     except ValueError:
         raise ValueError(f"bad address {text!r}: expected host:port") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"bad address {text!r}: the port must be 0-65535")
+    return host or "127.0.0.1", number
 
 
 def forget(address: tuple[str, int]) -> None:
@@ -64,10 +67,7 @@ def backoff(attempt: int, base: float = 0.1, cap: float = 2.0) -> float:
 
 
 def connect(
-    address: tuple[str, int],
-    authkey: bytes,
-    timeout: float = 60.0,
-    what: str = "master",
+    address: tuple[str, int], authkey: bytes, timeout: float = 60.0, what: str = "master"
 ) -> ClientManager:
     """A connected manager, retrying with backoff until ``timeout`` seconds pass.
 

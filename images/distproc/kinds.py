@@ -14,6 +14,7 @@ for example under ``distproc_kinds``) and calls ``function(payload)``.
 from __future__ import annotations
 
 import importlib
+import keyword
 import math
 import random
 import re
@@ -23,7 +24,9 @@ from functools import cache
 from typing import Any
 
 BUILTIN = ("square", "cpu", "io")
-KIND_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+#: A built-in name, or ``module:function``: a dotted module path and one function name.
+KIND_PATTERN = r"^(square|cpu|io|[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)$"
+KIND_RE = re.compile(KIND_PATTERN)
 
 
 def square(n: int) -> int:
@@ -58,9 +61,13 @@ class KindError(ValueError):
 
 def check_kind(kind: str) -> str:
     """Return ``kind`` if it is well formed, else raise KindError."""
-    if kind in _BUILTINS or KIND_RE.match(kind):
+    words = re.split(r"[.:]", kind)
+    if kind in _BUILTINS or (KIND_RE.match(kind) and not any(map(keyword.iskeyword, words))):
         return kind
-    raise KindError(f"unknown kind {kind!r}: use one of {', '.join(BUILTIN)} or module:function")
+    raise KindError(
+        f"kind {kind!r} must be one of {', '.join(BUILTIN)} or 'module:function' "
+        "(a dotted module path, a colon, a function name)"
+    )
 
 
 @cache
@@ -73,19 +80,13 @@ def resolve(kind: str) -> Callable[[Any], Any]:
     module, _, name = kind.partition(":")
     try:
         return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise KindError(f"cannot load kind {kind!r}: {exc}") from exc
+    except Exception as exc:  # whatever importing user code raises, the task fails with it
+        raise KindError(f"cannot load kind {kind!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def run(kind: str, payload: Any) -> Any:
     """Run one task. Module-level, so process pools can pickle it under any start method."""
     return resolve(kind)(payload)
-
-
-def run_many(kind: str, payloads: list[Any]) -> list[Any]:
-    """Run tasks in one call (one pickle round trip to a pool process for a chunk)."""
-    fn = resolve(kind)
-    return [fn(p) for p in payloads]
 
 
 def make_payloads(kind: str, count: int, size: int, seed: int) -> list[Any]:

@@ -27,8 +27,12 @@ PENDING, LEASED, OK, FAILED, DEAD = range(5)
 STATE_NAMES = ("pending", "leased", "ok", "failed", "dead")
 FINAL = (OK, FAILED, DEAD)
 
+EXPIRED = "lease expired: the worker died, hung or was cut off, or the task ran past task_timeout"
 LEASED_GUARANTEE = "at-least-once execution, exactly-once accounting"
 CLASSIC_GUARANTEE = "at-most-once: a task held by a worker that dies is lost (the tutorial's rule)"
+
+
+MAX_TASKS = 10_000_000  # the ledger keeps a few lists of this length in memory
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class JobSpec:
     protocol: str = "leased"
     batch: int = 256
     lease_seconds: float = 10.0
+    task_timeout: float = 600.0  # renewals end here: a task hung in a live worker comes back
     max_attempts: int = 3
     retry_errors: bool = True
 
@@ -67,8 +72,12 @@ def make_spec(fields: dict[str, Any]) -> JobSpec:
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, not {value!r}")
-    if not isinstance(spec.lease_seconds, int | float) or not spec.lease_seconds > 0:
-        raise ValueError(f"lease_seconds must be > 0, not {spec.lease_seconds!r}")
+    for name in ("lease_seconds", "task_timeout"):
+        value = getattr(spec, name)
+        if not isinstance(value, int | float) or not 0 < value < float("inf"):
+            raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+    if spec.tasks > MAX_TASKS:
+        raise ValueError(f"tasks must be at most {MAX_TASKS:,}, not {spec.tasks:,}")
     return spec
 
 
@@ -80,6 +89,7 @@ class Lease:
     worker: int
     deadline: float
     tids: list[int]
+    last_renewal: float = float("inf")  # no deadline is extended past this
 
 
 @dataclass
@@ -175,7 +185,14 @@ class Ledger:
             return None
         share = math.ceil(len(self.pending) / max(1, active_workers))
         n = min(want, self.spec.batch, max(1, share))
-        lease = Lease(next(self._lease_ids), worker, self.clock() + self.spec.lease_seconds, [])
+        now = self.clock()
+        lease = Lease(
+            next(self._lease_ids),
+            worker,
+            now + self.spec.lease_seconds,
+            [],
+            now + self.spec.task_timeout,
+        )
         tids = lease.tids
         state, attempts, holder, pending = self.state, self.attempts, self.holder, self.pending
         lid = lease.id
@@ -194,12 +211,12 @@ class Ledger:
         return lease
 
     def renew(self, worker: int) -> int:
-        """Extend every lease ``worker`` holds; returns how many."""
+        """Extend every lease ``worker`` holds, up to each one's ``task_timeout``."""
         deadline = self.clock() + self.spec.lease_seconds
         n = 0
         for lease in self.leases.values():
             if lease.worker == worker:
-                lease.deadline = deadline
+                lease.deadline = min(deadline, lease.last_renewal)
                 n += 1
         return n
 
@@ -214,9 +231,7 @@ class Ledger:
             for tid in lease.tids:
                 if self.state[tid] == LEASED and self.holder[tid] == lid:
                     n += 1
-                    self._retry_or_bury(
-                        tid, "lease expired: the worker died, hung or was cut off", retry=True
-                    )
+                    self._retry_or_bury(tid, EXPIRED, retry=True)
         return n
 
     def release(self, worker: int, tids: Iterable[int]) -> int:

@@ -4,7 +4,8 @@ The stdlib server authenticates each connection in its own thread with no time b
 client that connects and says nothing holds a thread forever, and it answers garbage with a
 traceback and keeps the connection. This server:
 
-- bounds the handshake and the first request (``SO_RCVTIMEO``), so a silent client is dropped;
+- bounds the handshake and the first request in all (one watchdog thread), so a client that
+  says nothing, or trickles bytes, is dropped;
 - drops, with one log line, a client with the wrong authkey, random bytes, an HTTP request or a
   payload that cannot be unpickled, and keeps serving everyone else;
 - records the TCP peer address of every connection, as the server sees it, in a thread-local
@@ -15,15 +16,17 @@ traceback and keeps the connection. This server:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import pickle
 import threading
+import time
 from multiprocessing import connection
 from multiprocessing.managers import BaseManager, Server
 from traceback import format_exc
 from typing import Any
 
-from .tcp import set_nodelay, set_recv_timeout, socket_of
+from .tcp import set_nodelay, shut_down, socket_of
 
 log = logging.getLogger("distproc.master")
 
@@ -80,6 +83,7 @@ class GuardedServer(Server):
 
     def __init__(self, registry: dict, address: tuple[str, int], authkey: bytes) -> None:
         super().__init__(registry, address, authkey, "pickle")
+        self.watchdog = HandshakeWatchdog()
         # the stdlib listens with a backlog of 16 (3.11): too few when 64 workers start at once
         self.listener._listener._socket.listen(BACKLOG)
 
@@ -104,33 +108,33 @@ class GuardedServer(Server):
             conn.close()
 
     def _serve(self, conn: connection.Connection, peer: tuple[str, int]) -> None:
+        token = self.watchdog.watch(conn, self.handshake_timeout)
         try:
-            set_recv_timeout(conn.fileno(), self.handshake_timeout)
             connection.deliver_challenge(conn, self.authkey)
             connection.answer_challenge(conn, self.authkey)
             guarded = GuardedConnection(conn, peer)
             request = guarded.recv()
-            set_recv_timeout(conn.fileno(), 0)
             _ignore, funcname, args, kwds = request
             if funcname not in self.public:
                 raise _Dropped(f"unknown request {funcname!r}")
             func = getattr(self, funcname)
         except connection.AuthenticationError:
+            self.watchdog.done(token)
             log.warning("dropped %s:%d: authentication failed (wrong authkey?)", *peer)
             return
-        except BlockingIOError:
-            log.warning(
-                "dropped %s:%d: silent for %.0fs during the handshake",
-                peer[0],
-                peer[1],
-                self.handshake_timeout,
-            )
+        except (EOFError, OSError, ValueError, TypeError, _Dropped) as exc:
+            if self.watchdog.done(token):
+                log.warning(
+                    "dropped %s:%d: no complete handshake within %.0fs",
+                    peer[0],
+                    peer[1],
+                    self.handshake_timeout,
+                )
+            elif not isinstance(exc, EOFError):  # EOF: a port probe, or already logged
+                log.warning("dropped %s:%d: not a distproc client (%s)", peer[0], peer[1], exc)
             return
-        except EOFError:
-            return  # closed before a request: a port probe, or already logged
-        except (OSError, ValueError, TypeError, _Dropped) as exc:
-            log.warning("dropped %s:%d: not a distproc client (%s)", peer[0], peer[1], exc)
-            return
+        if self.watchdog.done(token):
+            return  # it finished just as its time ran out: the socket is shut already
         _local.peer = peer[0]
         try:
             msg: tuple[str, Any] = ("#RETURN", func(guarded, *args, **kwds))
@@ -138,6 +142,51 @@ class GuardedServer(Server):
             msg = ("#TRACEBACK", format_exc())
         with contextlib.suppress(OSError):
             conn.send(msg)
+
+
+class HandshakeWatchdog:
+    """One thread that shuts the sockets of handshakes running past their deadline.
+
+    The bound is on the whole handshake and first request, not per read: a client that
+    trickles a byte at a time is dropped as surely as one that says nothing.
+    """
+
+    def __init__(self, tick: float = 0.1) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple[float, connection.Connection]] = {}
+        self._expired: set[int] = set()
+        self._tokens = itertools.count()
+        self._tick = tick
+        self._thread: threading.Thread | None = None
+
+    def watch(self, conn: connection.Connection, seconds: float) -> int:
+        with self._lock:
+            token = next(self._tokens)
+            self._pending[token] = (time.monotonic() + seconds, conn)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="handshakes", daemon=True)
+                self._thread.start()
+            return token
+
+    def done(self, token: int) -> bool:
+        """Stop watching; True if the deadline had passed (the socket was shut)."""
+        with self._lock:
+            self._pending.pop(token, None)
+            if token in self._expired:
+                self._expired.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._tick)
+            now = time.monotonic()
+            with self._lock:
+                late = [t for t, (deadline, _) in self._pending.items() if deadline < now]
+                for token in late:
+                    _, conn = self._pending.pop(token)
+                    self._expired.add(token)
+                    shut_down(conn.fileno())
 
 
 class MasterManager(BaseManager):

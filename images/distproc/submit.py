@@ -22,6 +22,7 @@ def run_job(
     progress: Progress | None = None,
     connect_timeout: float = 30.0,
     poll: float = 0.25,
+    results: bool = False,
 ) -> dict[str, Any]:
     """Submit ``spec``, wait until it finishes (or cancel it after ``timeout``), report it.
 
@@ -41,7 +42,7 @@ def run_job(
         if deadline is not None and time.monotonic() > deadline:
             b.cancel(job_id, f"not finished within the {timeout:.0f}s job timeout")
             break
-    return b.report(job_id)
+    return b.report(job_id, results)
 
 
 class ProgressPrinter:

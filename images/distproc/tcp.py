@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 from collections.abc import Iterator
 from multiprocessing import connection
 
@@ -29,12 +28,10 @@ def set_nodelay(fd: int) -> None:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def set_recv_timeout(fd: int, seconds: float) -> None:
-    """Bound blocking reads on the socket (0: no bound); a read past it raises EAGAIN."""
-    sec = int(seconds)
-    usec = int((seconds - sec) * 1_000_000)
-    with socket_of(fd) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
+def shut_down(fd: int) -> None:
+    """End both directions now: a thread blocked reading the socket gets EOF."""
+    with contextlib.suppress(OSError), socket_of(fd) as s:
+        s.shutdown(socket.SHUT_RDWR)
 
 
 _stdlib_socket_client = connection.SocketClient

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import secrets
 import signal
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import kinds
-from .client import LINK_ERRORS, Unreachable, broker, connect
+from .client import LINK_ERRORS, Unreachable, backoff, broker, connect
 from .identity import describe, local_ip_of, usable_cpus
 
 log = logging.getLogger("distproc.worker")
@@ -41,6 +42,7 @@ MODES = ("auto", "inline", "threads", "processes")
 AUTO_MODE = {"square": "inline", "io": "threads", "cpu": "processes"}
 IDLE_WAIT = 0.5
 STOP_CHECK = 0.05
+UNDELIVERABLE_AFTER = 3  # consecutive refused sends of the same results
 
 
 @dataclass
@@ -79,6 +81,19 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+def _picklable(oks: list[tuple[int, Any]]) -> tuple[list, list]:
+    """Split results into those that pickle and errors for those that don't."""
+    good, bad = [], []
+    for tid, value in oks:
+        try:
+            pickle.dumps(value)
+        except Exception as exc:
+            bad.append((tid, f"result cannot be pickled: {_error_text(exc)}"))
+        else:
+            good.append((tid, value))
+    return good, bad
+
+
 class Outbox:
     """Results waiting to be acknowledged, per job (kept across reconnects)."""
 
@@ -108,6 +123,15 @@ class Outbox:
         self.errors[job_id][:0] = errors
         self.busy[job_id] += busy
         self.leases[job_id][:0] = leases
+
+    def undeliverable(self, reason: str) -> int:
+        """Turn every result waiting to go into an error (the master keeps refusing them)."""
+        n = 0
+        for job_id, oks in self.oks.items():
+            self.errors[job_id].extend((tid, reason) for tid, _ in oks)
+            n += len(oks)
+            oks.clear()
+        return n
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.oks.values()) + sum(len(v) for v in self.errors.values())
@@ -139,7 +163,13 @@ class Worker:
         self._broker: Any = None
         self._manager: Any = None
         self._heartbeat_thread: threading.Thread | None = None
+        self._heartbeat_stop = threading.Event()  # beats go on while draining
+        self._lease_seconds = 10.0
         self._last_mode: str | None = None
+        self._failed_sends = 0
+        self._failures = 0  # sessions lost in a row (reset once connected again)
+        self._drain_deadline: float | None = None
+        self.abandoned = False  # tasks still ran when the drain timed out
         self.cpus = usable_cpus()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -151,19 +181,46 @@ class Worker:
             while not self.stopping.is_set():
                 try:
                     self._session()
+                except Unreachable:
+                    raise
                 except LINK_ERRORS as exc:
                     if self.stopping.is_set():
                         break
                     log.warning("lost the master (%s): reconnecting", _error_text(exc))
-                    self._drop_connection()
+                    self._after_failure()
+                except Exception:  # a bug or a bad task must not end the worker
+                    log.exception("worker session failed: reconnecting")
+                    self._after_failure()
             self._drain()
             return 0
         except Unreachable as exc:
             log.error("%s", exc)
             return 1
         finally:
-            for pool in self._pools.values():
-                pool.shutdown(wait=False, cancel_futures=True)
+            self._heartbeat_stop.set()
+            self._shutdown_pools()
+
+    def _after_failure(self) -> None:
+        """Drop the connection, give up on results the master keeps refusing, back off."""
+        self._drop_connection()
+        if len(self.outbox):
+            self._failed_sends += 1
+            if self._failed_sends >= UNDELIVERABLE_AFTER:
+                n = self.outbox.undeliverable(
+                    f"result not delivered: the master dropped the connection "
+                    f"{self._failed_sends} times while receiving it (can it unpickle it?)"
+                )
+                log.error("turned %d undeliverable results into errors", n)
+                self._failed_sends = 0
+        self.stopping.wait(backoff(self._failures))
+        self._failures += 1
+
+    def _shutdown_pools(self) -> None:
+        for pool in self._pools.values():
+            if self.abandoned and isinstance(pool, ProcessPoolExecutor):
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()  # a hung task: its process must not outlive us
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if not self.stopping.is_set():
@@ -180,6 +237,7 @@ class Worker:
         local_ip = local_ip_of(b._tls.connection.fileno())
         info = b.hello(self.wid, describe(self.cfg.name, self.cfg.group, local_ip))
         self._broker = b
+        self._failures = 0
         log.info(
             "connected to master %s (%s) from %s as %s",
             info["instance"],
@@ -206,7 +264,8 @@ class Worker:
             self._heartbeat_thread.start()
 
     def _heartbeat(self) -> None:
-        while not self.stopping.wait(self.cfg.heartbeat):
+        """Renew this worker's leases: every ``--heartbeat`` s, and 3 times per lease."""
+        while not self._heartbeat_stop.wait(min(self.cfg.heartbeat, self._lease_seconds / 3)):
             b = self._broker
             if b is None:
                 continue
@@ -218,11 +277,24 @@ class Worker:
     def _exchange(self, job_id: str | None, want: int, wait: float) -> Any:
         oks, errors, busy, leases = self.outbox.take(job_id) if job_id else ([], [], 0.0, [])
         try:
-            return self._broker.exchange(self.wid, job_id, oks, errors, busy, leases, want, wait)
+            try:
+                reply = self._broker.exchange(
+                    self.wid, job_id, oks, errors, busy, leases, want, wait
+                )
+            except (pickle.PicklingError, TypeError, AttributeError):
+                # a value that cannot be pickled: nothing was sent; send it as an error
+                oks, bad = _picklable(oks)
+                errors = errors + bad
+                reply = self._broker.exchange(
+                    self.wid, job_id, oks, errors, busy, leases, want, wait
+                )
         except LINK_ERRORS:
             if job_id:
                 self.outbox.put_back(job_id, oks, errors, busy, leases)
             raise
+        if oks or errors:
+            self._failed_sends = 0
+        return reply
 
     def _flush_other_jobs(self, keep: str | None) -> None:
         for job_id in self.outbox.jobs():
@@ -238,7 +310,10 @@ class Worker:
             stopping = self.stopping.is_set()
             if stopping and not released:
                 self._cancel_unstarted()
+                self._drain_deadline = time.monotonic() + self.cfg.drain_timeout
                 released = True
+            if stopping and self._drain_past_deadline():
+                self._abandon()
             if stopping and not self.inflight and not self.suspects:
                 if job_id and self.outbox.jobs():
                     self._exchange(job_id, 0, 0.0)
@@ -252,7 +327,8 @@ class Worker:
                 continue
             idle = not self.inflight and not len(self.outbox)
             reply = self._exchange(job_id, room, IDLE_WAIT if idle else 0.0)
-            if reply is None:
+            if reply is None:  # nothing to lease now: wait for our own tasks, not the master
+                self._collect(block=True)
                 continue
             if reply[0] == "hello":
                 raise ConnectionResetError("the master does not know this worker (restarted?)")
@@ -262,7 +338,7 @@ class Worker:
                 else:
                     time.sleep(IDLE_WAIT)
                 continue
-            job_id, lease_id, _lease_seconds, kind, tasks = reply
+            job_id, lease_id, self._lease_seconds, kind, tasks = reply
             if self.stopping.is_set():  # the signal came during the call: hand them back
                 self._release(job_id, [tid for tid, _ in tasks])
                 continue
@@ -424,14 +500,41 @@ class Worker:
         for job_id, tids in cancelled.items():
             self._release(job_id, tids)
 
+    def _drain_past_deadline(self) -> bool:
+        return (
+            bool(self.inflight)
+            and self._drain_deadline is not None
+            and time.monotonic() > self._drain_deadline
+        )
+
+    def _abandon(self) -> None:
+        """The drain timed out: hand back what still runs (a late result is a duplicate)."""
+        by_job: dict[str, list[int]] = defaultdict(list)
+        for fut, run in list(self.inflight.items()):
+            fut.cancel()
+            by_job[run.job_id].append(run.tid)
+        self.inflight.clear()
+        self.abandoned = True
+        log.warning(
+            "drain timeout (%.0fs): handing back %d running tasks",
+            self.cfg.drain_timeout,
+            sum(len(t) for t in by_job.values()),
+        )
+        if self._broker is not None:
+            for job_id, tids in by_job.items():
+                self._broker.release(self.wid, job_id, tids)
+
     def _drain(self) -> None:
         """On the way out: release what has not started, finish the rest, ack, say goodbye."""
         try:
             if self._broker is not None:
                 self._cancel_unstarted()
-            deadline = time.monotonic() + self.cfg.drain_timeout
-            while self.inflight and time.monotonic() < deadline:
+            if self._drain_deadline is None:
+                self._drain_deadline = time.monotonic() + self.cfg.drain_timeout
+            while self.inflight and not self._drain_past_deadline():
                 self._collect(block=True)
+            if self.inflight:
+                self._abandon()
             if self._broker is None:
                 return
             for job_id in self.outbox.jobs():

@@ -6,6 +6,7 @@ Payloads are task indexes (custom kinds get ``0..n-1``). Task 13 is the poison.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 POISON = 13
@@ -24,3 +25,20 @@ def crash(n: int) -> int:
         os._exit(70)
     time.sleep(0.01)
     return n
+
+
+def hang(n: int) -> int:
+    """Never returns on task 13 (a deadlock, a call that never times out)."""
+    if n == POISON:
+        threading.Event().wait()
+    return n
+
+
+class _Unpicklable:
+    def __reduce__(self) -> None:
+        raise TypeError("this value refuses to be pickled")
+
+
+def unpicklable(n: int) -> object:
+    """Returns a value that cannot be sent back on task 13."""
+    return _Unpicklable() if n == POISON else n

@@ -121,7 +121,9 @@ def test_unknown_ids_are_stale() -> None:
 @pytest.mark.parametrize(
     ("fields", "fragment"),
     [
-        ({"kind": "nope"}, "unknown kind"),
+        ({"kind": "nope"}, "must be one of square, cpu, io"),
+        ({"kind": "mod:Foo.bar"}, "must be one of"),
+        ({"kind": "class:run"}, "must be one of"),
         ({"protocol": "udp"}, "unknown protocol"),
         ({"protocol": "classic", "kind": "cpu"}, "square job only"),
         ({"tasks": -1}, "tasks must be"),
