@@ -170,13 +170,18 @@ def separate_network_namespaces(report: dict[str, Any], inv: Inventory) -> Check
 
 
 def isolation(probe: ExecResult) -> Check:
-    """A container on a network the master is not on cannot reach the master's port."""
-    lines = " / ".join(line for line in probe.stdout.splitlines() if line.strip())
-    return check(
-        "isolation",
-        probe.exit_code != 0,
-        f"probe on {probe.stderr or 'another network'}: {lines or 'no output'}",
-    )
+    """A container on a network the master is not on cannot reach the master's port.
+
+    Only a probe that ran and reported every target unreachable (exit 1) passes: one that
+    did not start, could not parse its arguments or was killed proves nothing.
+    """
+    lines = [line for line in probe.stdout.splitlines() if line.strip()]
+    unreachable = all(line.startswith("unreachable ") for line in lines)
+    text = " / ".join(lines) or "no output"
+    if probe.exit_code not in (0, 1):
+        text += f" (the probe itself failed: exit {probe.exit_code})"
+    ok = probe.exit_code == 1 and bool(lines) and unreachable
+    return check("isolation", ok, f"probe on {probe.stderr or 'another network'}: {text}")
 
 
 def job_checks(report: dict[str, Any], inv: Inventory, expected: list[str]) -> list[Check]:

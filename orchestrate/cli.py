@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,12 @@ EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
 EXIT_CHECK_FAILED = 3
 DEFAULT_CONFIG = "cluster.yaml"
+
+
+class UsageError(OrchestrateError):
+    """Bad command-line values: exit 2, like a bad config file."""
+
+    exit_code = EXIT_CONFIG
 
 
 def _add_file_option(parser: argparse.ArgumentParser, short: bool = True) -> None:
@@ -160,6 +167,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """Container logs: one container (by name or short name), or all of them."""
     from .backends.docker_local import DockerBackend
 
+    if args.follow and not args.container:
+        raise UsageError("logs -f follows one container: name it (e.g. `logs -f alpha-0`)")
     name = args.name_cluster or _load(args).name
     for line in DockerBackend().logs(name, args.container, args.follow):
         sys.stdout.write(line)
@@ -167,9 +176,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_job(args: argparse.Namespace) -> int:
-    """Run another job on the running cluster; blocks until it ends."""
-    runner = _runner(args)
+def _job_overrides(args: argparse.Namespace, cluster: Cluster) -> dict[str, object]:
+    """The job options given on the command line, checked against the Job model."""
+    from pydantic import ValidationError
+
+    from .model.topology import Job
+
     overrides = {
         k: v
         for k, v in (
@@ -181,12 +193,19 @@ def cmd_job(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    from .model.topology import Job
-
     try:
-        Job.model_validate({**runner.cluster.job.model_dump(), **overrides})
-    except ValueError as exc:
-        raise OrchestrateError(f"bad job: {exc}") from None
+        Job.model_validate({**cluster.job.model_dump(), **overrides})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"job: {problems}") from None
+    return overrides
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    """Run another job on the running cluster; blocks until it ends."""
+    cluster = _load(args)
+    overrides = _job_overrides(args, cluster)
+    runner = _runner(args, cluster)
     outcome = runner.job(overrides, timeout=args.job_timeout)
     return _finish(args, runner, outcome, "job")
 
@@ -333,9 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (errors are reported without a traceback)."""
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up as after Ctrl-C (a job is cancelled)
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -22,6 +22,10 @@ from .state import ensure_authkey, save_report
 
 T = TypeVar("T")
 READY_POLL = 0.5
+JOB_OPTIONS = (
+    "protocol", "kind", "tasks", "size", "seed", "batch", "lease_seconds", "task_timeout",
+    "max_attempts",
+)  # fmt: skip
 
 
 class JobFailed(OrchestrateError):
@@ -106,6 +110,9 @@ class ClusterRun:
         self.backend.create(c, run, self.images, keyfile, ev)
         outcome = Outcome(run=run)
         outcome.checks.append(self.wait_ready(ready_timeout))
+        if run_job and not c.total_workers:
+            ev.warn("no workers: no job is run (join one by hand, then `orchestrate job`)")
+            run_job = False
         if outcome.ok and run_job:
             job = self.job(timeout=job_timeout)
             outcome.checks += job.checks
@@ -147,36 +154,27 @@ class ClusterRun:
         self.events.step(
             f"running the job: {spec['tasks']} {spec['kind']} tasks ({spec['protocol']})"
         )
-        argv = [
-            "submit",
-            "--master",
-            self._master_addr,
-            "--progress",
-            "json",
-            "--timeout",
-            str(timeout),
-        ]
-        for key in (
-            "protocol",
-            "kind",
-            "tasks",
-            "size",
-            "seed",
-            "batch",
-            "lease_seconds",
-            "max_attempts",
-        ):
+        argv = ["submit", "--master", self._master_addr, "--progress", "json"]
+        argv += ["--timeout", str(timeout)]
+        for key in JOB_OPTIONS:
             argv += [f"--{key.replace('_', '-')}", str(spec[key])]
         if not spec.get("retry_errors", True):
             argv.append("--no-retry-errors")
-        res = self.backend.exec_master(self.cluster.name, argv, self._on_job_line)
+        before = self.backend.inventory(self.cluster.name)
+        try:
+            res = self.backend.exec_master(self.cluster.name, argv, self._on_job_line)
+        except KeyboardInterrupt:  # don't leave the job running on the master
+            self.events.warn("interrupted: cancelling the job on the master")
+            self.backend.exec_master(self.cluster.name, ["cancel", "--master", self._master_addr])
+            raise
         if res.exit_code not in (0, 3) or not res.stdout.strip():
             raise JobFailed(
                 f"the job did not run (exit {res.exit_code}): {_last_lines(res.stderr)}"
             )
         report = json.loads(res.stdout)
         save_report(self.cluster.name, report)
-        inv = self.backend.inventory(self.cluster.name)
+        # a worker that stopped during the job keeps the addresses its results came from
+        inv = self.backend.inventory(self.cluster.name).remember(before)
         return Outcome(e2e.job_checks(report, inv, self.cluster.worker_names()), report, inv)
 
     def _on_job_line(self, line: str) -> None:
@@ -221,9 +219,15 @@ class ClusterRun:
         return self.backend.sweep(self.cluster.name, self.events)
 
     def run(self, test: Callable[[ClusterRun], T], **up_args: Any) -> T:
-        """Start, test, stop: ``up`` (no job), ``test(self)``, then ``down`` whatever happens."""
+        """Start, test, stop: ``up`` (no job), ``test(self)``, then ``down`` whatever happens.
+
+        Raises ``OrchestrateError`` (after the ``down``) if the workers never got ready.
+        """
         try:
-            self.up(run_job=False, **up_args)
+            outcome = self.up(run_job=False, **up_args)
+            if not outcome.ok:
+                failed = "; ".join(c["evidence"] for c in outcome.checks if not c["ok"])
+                raise OrchestrateError(f"cluster {self.cluster.name!r} not ready: {failed}")
             return test(self)
         finally:
             self.down()

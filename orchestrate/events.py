@@ -44,19 +44,3 @@ class NullEvents:
 
     def progress(self, key: str, done: int, total: int, label: str = "") -> None:
         pass
-
-
-class RecordingEvents(NullEvents):
-    """Keeps every message, for tests and for logs saved on failure."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def step(self, message: str) -> None:
-        self.lines.append(f"step: {message}")
-
-    def info(self, message: str) -> None:
-        self.lines.append(f"info: {message}")
-
-    def warn(self, message: str) -> None:
-        self.lines.append(f"warn: {message}")

@@ -23,6 +23,19 @@ INDEX = f"{PREFIX}.index"
 NETWORK = f"{PREFIX}.network"
 #: An image's input hash (what it was built from).
 INPUTS = f"{PREFIX}.inputs"
+#: The image a container runs (master and workers).
+IMAGE = f"{PREFIX}.image"
+#: On containers the e2e tests start by hand (the orchestrator never sets it).
+TEST = f"{PREFIX}.test"
+#: The master's port, and the host path of the key file it mounts (a path, never the key).
+PORT = f"{PREFIX}.port"
+AUTHKEY_FILE = f"{PREFIX}.authkey_file"
+
+_BY_NAME = {
+    n.lower(): v
+    for n, v in dict(globals()).items()
+    if n.isupper() and isinstance(v, str) and v.startswith(PREFIX + ".")
+}
 
 ROLE_MASTER = "master"
 ROLE_WORKER = "worker"
@@ -33,9 +46,10 @@ ROLE_BASE = "base-image"
 
 
 def for_cluster(cluster: str, run: str, role: str, **extra: str) -> dict[str, str]:
-    """The labels of an object of ``cluster`` created by run ``run``."""
+    """The labels of an object of ``cluster`` created by run ``run``; ``extra`` names the
+    constants above in lower case (``group=``, ``port=``...): no other label can be made."""
     labels = {MANAGED: "true", CLUSTER: cluster, RUN: run, ROLE: role}
-    labels.update({f"{PREFIX}.{k}": v for k, v in extra.items()})
+    labels.update({_BY_NAME[k]: v for k, v in extra.items()})
     return labels
 
 

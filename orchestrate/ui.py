@@ -37,9 +37,7 @@ class ConsoleEvents:
 
     def __init__(self, console: Console | None = None, live: bool | None = None) -> None:
         self.live = interactive() if live is None else live
-        self.console = console or Console(
-            stderr=True, force_terminal=self.live or None, no_color=not self.live, highlight=False
-        )
+        self.console = console or make_console(self.live)
         self._progress: Progress | None = None
         self._tasks: dict[str, Any] = {}
         self._last_plain: dict[str, float] = {}

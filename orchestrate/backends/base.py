@@ -70,6 +70,22 @@ class Inventory:
     def empty(self) -> bool:
         return not (self.networks or self.master or self.workers)
 
+    def remember(self, earlier: Inventory) -> Inventory:
+        """Keep the addresses ``earlier`` saw for containers that have stopped or gone since:
+        a worker that left during a job is still who its results came from."""
+        now = {c.name: c for c in [*self.workers, *self.others]}
+        for c in [*earlier.workers, *earlier.others]:
+            current = now.get(c.name)
+            if current is None:
+                gone = ContainerInfo(
+                    c.name, c.id, c.role, "gone", dict(c.addresses), c.sandbox, c.group, c.managed
+                )
+                (self.workers if c.managed else self.others).append(gone)
+            elif not current.addresses:  # stopped: the engine forgot its addresses
+                current.addresses = dict(c.addresses)
+                current.sandbox = current.sandbox or c.sandbox
+        return self
+
     def owner_of(self, ip: str) -> ContainerInfo | None:
         """The container that holds ``ip`` on one of the cluster's networks."""
         for c in [*([self.master] if self.master else []), *self.workers, *self.others]:

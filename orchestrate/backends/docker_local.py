@@ -21,7 +21,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount
 from .. import labels
 from ..events import Events
 from ..model import Cluster, OrchestrateError, WorkerGroup
-from ..state import KEY_IN_CONTAINER, container_user, state_dir
+from ..state import KEY_IN_CONTAINER, container_user
 from .base import Backend, ContainerInfo, ExecResult, Images, Inventory, NetworkInfo
 from .docker_images import build_image, resolve_base
 
@@ -52,9 +52,16 @@ def _network_name(cluster: str, net: str) -> str:
     return f"{cluster}-{net}"
 
 
-def _hardening(cluster: Cluster, resources: Any, keyfile: Path) -> dict[str, Any]:
-    """What every container gets: non-root, read-only, no capabilities, limits, an init."""
+def _hardening(resources: Any, keyfile: Path | None) -> dict[str, Any]:
+    """What every container gets: non-root, read-only, no capabilities, limits, an init;
+    and the key file, read-only, where one is needed."""
     uid, gid = container_user()
+    key: dict[str, Any] = {}
+    if keyfile is not None:
+        key = {
+            "mounts": [Mount(KEY_IN_CONTAINER, str(keyfile), type="bind", read_only=True)],
+            "environment": {"DISTPROC_AUTHKEY_FILE": KEY_IN_CONTAINER},
+        }
     return {
         "user": f"{uid}:{gid}",
         "read_only": True,
@@ -66,8 +73,7 @@ def _hardening(cluster: Cluster, resources: Any, keyfile: Path) -> dict[str, Any
         "memswap_limit": resources.memory,
         "nano_cpus": resources.nano_cpus,
         "pids_limit": resources.pids,
-        "mounts": [Mount(KEY_IN_CONTAINER, str(keyfile), type="bind", read_only=True)],
-        "environment": {"DISTPROC_AUTHKEY_FILE": KEY_IN_CONTAINER},
+        **key,
     }
 
 
@@ -212,7 +218,7 @@ class DockerBackend(Backend):
             labels=object_labels,
             detach=True,
             network=first,
-            **_hardening(cluster, resources, keyfile),
+            **_hardening(resources, keyfile),
         )
         for net in rest:
             self.client.networks.get(net).connect(container)
@@ -245,12 +251,12 @@ class DockerBackend(Backend):
             if role == labels.ROLE_MASTER:
                 inv.master = info
                 inv.run = c.labels.get(labels.RUN, "")
-                inv.port = int(c.labels.get(f"{labels.PREFIX}.port", "0"))
-                inv.authkey_file = c.labels.get(f"{labels.PREFIX}.authkey_file", "")
-                inv.images["master"] = c.labels.get(f"{labels.PREFIX}.image", "")
+                inv.port = int(c.labels.get(labels.PORT, "0"))
+                inv.authkey_file = c.labels.get(labels.AUTHKEY_FILE, "")
+                inv.images["master"] = c.labels.get(labels.IMAGE, "")
             elif role == labels.ROLE_WORKER:
                 inv.workers.append(info)
-                inv.images["worker"] = c.labels.get(f"{labels.PREFIX}.image", "")
+                inv.images["worker"] = c.labels.get(labels.IMAGE, "")
         for net_id in by_id:  # containers on our networks that we did not start
             for c in self.client.containers.list(filters={"network": net_id}):
                 if c.id not in ours and c.id not in seen:
@@ -364,15 +370,14 @@ class DockerBackend(Backend):
         )
         container = None
         try:
-            keyfile = state_dir(cluster.name) / "authkey"
-            container = self.client.containers.create(
+            container = self.client.containers.create(  # a TCP probe needs no key
                 images.master,
                 ["probe", *targets, "--timeout", "3"],
                 name=name,
                 labels=labels.for_cluster(cluster.name, run, labels.ROLE_PROBE),
                 network=net.name,
                 detach=True,
-                **_hardening(cluster, cluster.master.resources, keyfile),
+                **_hardening(cluster.master.resources, None),
             )
             container.start()
             code = container.wait(timeout=60)["StatusCode"]

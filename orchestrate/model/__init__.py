@@ -1,6 +1,6 @@
 """The topology model: a side-effect-free description of a cluster. No Docker here."""
 
-from .checks import Issue, reachability_warnings, topology_problems
+from .checks import Issue, topology_problems, topology_warnings
 from .errors import ConfigError, OrchestrateError, Problem, format_path
 from .loader import load_cluster, load_cluster_text
 from .schema import SCHEMA_FILE, cluster_json_schema, cluster_json_schema_text
@@ -40,6 +40,6 @@ __all__ = [
     "load_cluster",
     "load_cluster_text",
     "parse_memory",
-    "reachability_warnings",
     "topology_problems",
+    "topology_warnings",
 ]

@@ -6,6 +6,7 @@ be reported together with field-level errors without cascading from them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -159,14 +160,28 @@ def _references(p: _Parts, declared: set[str]) -> list[Issue]:
     return issues
 
 
-def reachability_warnings(cluster: Cluster) -> list[Issue]:
-    """Worker groups that share no network with the master.
+TEST_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 
-    Not an error: such a topology is valid, and running it is how the end-to-end checks
-    are shown to fail (``up`` exits 3 when those workers never connect). It is a warning.
+
+def topology_warnings(cluster: Cluster) -> list[Issue]:
+    """Doubts that are not errors: the cluster runs, but maybe not as meant.
+
+    - a worker group that shares no network with the master: such a topology is valid, and
+      running it is how the end-to-end checks are shown to fail (``up`` exits 3 when those
+      workers never connect);
+    - a subnet outside 198.18.0.0/15, the range reserved for network tests, which is sure
+      not to clash with a real network;
+    - no workers at all: ``up`` then runs no job.
     """
     master_nets = set(cluster.master.networks)
     issues = []
+    for i, net in enumerate(cluster.networks):
+        if not net.network.subnet_of(TEST_RANGE):
+            msg = (
+                f"subnet {net.subnet} is outside 198.18.0.0/15 (reserved for network "
+                "tests): it may clash with a real network"
+            )
+            issues.append(Issue(("networks", i, "subnet"), msg))
     for i, group in enumerate(cluster.workers):
         if group.count and not master_nets & set(group.networks):
             msg = (
@@ -174,6 +189,8 @@ def reachability_warnings(cluster: Cluster) -> list[Issue]:
                 f"(master is on {', '.join(sorted(master_nets))}): its workers cannot connect"
             )
             issues.append(Issue(("workers", i, "networks"), msg))
+    if not cluster.total_workers:
+        issues.append(Issue(("workers",), "no workers: `up` runs no job"))
     return issues
 
 

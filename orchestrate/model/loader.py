@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from .checks import Issue, raw_topology_problems, reachability_warnings, topology_problems
+from .checks import Issue, raw_topology_problems, topology_problems, topology_warnings
 from .errors import ConfigError, Path, Problem, format_path
 from .topology import Cluster
 from .yamlsource import Document, Pos, read_yaml
@@ -20,7 +20,7 @@ from .yamlsource import Document, Pos, read_yaml
 def load_cluster(path: str | FsPath, warnings: list[Problem] | None = None) -> Cluster:
     """Read and validate a cluster file; raise :class:`ConfigError` listing all problems.
 
-    Doubts that are not errors (see ``reachability_warnings``) are appended to ``warnings``.
+    Doubts that are not errors (see ``topology_warnings``) are appended to ``warnings``.
     """
     name = str(path)
     try:
@@ -67,7 +67,7 @@ def load_cluster_text(
         problems.sort(key=lambda p: (p.line or 0, p.col or 0))
         raise ConfigError(problems)
     if warnings is not None:
-        warnings += [_from_issue(filename, doc, i) for i in reachability_warnings(cluster)]
+        warnings += [_from_issue(filename, doc, i) for i in topology_warnings(cluster)]
     return cluster
 
 

@@ -7,11 +7,13 @@ relate several sections (undeclared networks, overlaps, capacity) are in ``check
 from __future__ import annotations
 
 import ipaddress
-import keyword
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, NamedTuple
 
+from distproc.kinds import BUILTIN as BUILTIN_KINDS
+from distproc.kinds import KIND_PATTERN, KindError, check_kind
+from distproc.ledger import MAX_TASKS
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,15 +31,11 @@ MIB = 1024 * 1024
 MIN_MEMORY = 32 * MIB
 MAX_NAME_LEN = 63  # DNS label / hostname limit
 MASTER_SUFFIX = "-master"
-BUILTIN_KINDS = ("square", "cpu", "io")
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB, "t": 1024 * 1024 * MIB}
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|(b))?$", re.IGNORECASE)
 SUBNET_PATTERN = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_DOTTED = rf"{_IDENT}(\.{_IDENT})*"
-KIND_PATTERN = rf"^(square|cpu|io|{_DOTTED}:{_DOTTED})$"
 MEMORY_PATTERN = r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]([iI]?[bB])?|[bB])?\s*$"
 
 
@@ -144,7 +142,7 @@ class _Model(BaseModel):
 class Resources(_Model):
     """Container limits."""
 
-    cpus: float = Field(1.0, gt=0, description="CPU limit in cores, e.g. 0.5.")
+    cpus: float = Field(1.0, ge=0.01, description="CPU limit in cores, e.g. 0.5 (>= 0.01).")
     memory: Memory = Field(
         "256m",
         validate_default=True,
@@ -222,12 +220,6 @@ class WorkerGroup(_Model):
     resources: Resources = Field(default_factory=Resources, description="Container limits.")
 
 
-def _dotted_identifier(text: str) -> bool:
-    if not re.fullmatch(_DOTTED, text):
-        return False
-    return not any(keyword.iskeyword(part) for part in text.split("."))
-
-
 class Job(_Model):
     """The job the master enqueues."""
 
@@ -241,7 +233,7 @@ class Job(_Model):
         description="Task function: built-in 'square', 'cpu', 'io', or 'module:function'.",
         json_schema_extra={"pattern": KIND_PATTERN, "examples": [*BUILTIN_KINDS, "pkg.mod:func"]},
     )
-    tasks: int = Field(1000, ge=0, description="Number of tasks.")
+    tasks: int = Field(1000, ge=0, le=MAX_TASKS, description="Number of tasks.")
     size: int = Field(
         0, ge=0, description="Per-task size: 'cpu' counts primes below it, 'io' waits it in ms."
     )
@@ -249,6 +241,12 @@ class Job(_Model):
     batch: int = Field(256, ge=1, description="Most tasks leased per round trip.")
     lease_seconds: float = Field(
         10.0, gt=0, description="A lease not renewed by heartbeat in time expires."
+    )
+    task_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Heartbeats renew a lease for at most this long in all: a task "
+        "that hangs in a live worker is taken back then.",
     )
     max_attempts: int = Field(
         3, ge=1, description="Attempts (errors, crashes, expired leases) before dead-lettering."
@@ -264,13 +262,10 @@ class Job(_Model):
     @field_validator("kind")
     @classmethod
     def _check_kind(cls, value: str, info: ValidationInfo) -> str:
-        if value not in BUILTIN_KINDS:
-            module, sep, func = value.partition(":")
-            if not (sep and _dotted_identifier(module) and _dotted_identifier(func)):
-                raise fail(
-                    f"kind {value!r} must be one of {', '.join(BUILTIN_KINDS)} or "
-                    "'module:function' (dotted Python identifiers)"
-                )
+        try:
+            check_kind(value)  # the queue program's own rule, so both agree
+        except KindError as exc:
+            raise fail(str(exc)) from None
         if info.data.get("protocol") == "classic" and value != "square":
             raise fail(f"the classic protocol only supports kind 'square', not {value!r}")
         return value

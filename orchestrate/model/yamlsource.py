@@ -57,11 +57,25 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader kept private so that nothing global is modified."""
 
 
+#: More values than this (aliases expanded) is not a cluster file but an alias bomb.
+MAX_VALUES = 100_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _pos_at(text: str, index: int) -> Pos:
+    line = text.count("\n", 0, index) + 1
+    return Pos(line, index - (text.rfind("\n", 0, index) + 1) + 1)
+
+
 def read_yaml(text: str) -> Document:
-    """Parse one YAML document; syntax errors become problems rather than exceptions."""
+    """Parse one YAML document; every failure becomes a problem rather than an exception."""
     doc = Document()
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is not None:
             doc.root = Pos.of(node.start_mark)
@@ -76,11 +90,28 @@ def read_yaml(text: str) -> Document:
             detail = f"{detail} ({exc.context}{where})"
         doc.problems.append((pos, f"YAML syntax error: {detail}"))
         doc.data = None
-    except yaml.YAMLError as exc:  # e.g. ReaderError for control characters
+    except yaml.reader.ReaderError as exc:  # a control character, for example
+        doc.problems.append(
+            (
+                _pos_at(text, exc.position),
+                f"unreadable character {chr(exc.character)!r} ({exc.reason})",
+            )
+        )
+        doc.data = None
+    except yaml.YAMLError as exc:
         doc.problems.append((Pos(1, 1), f"YAML error: {exc}"))
         doc.data = None
+    except RecursionError:
+        doc.problems.append((Pos(1, 1), "YAML nested too deeply"))
+        doc.data = None
+    except _TooLarge:
+        doc.problems.append(
+            (Pos(1, 1), f"more than {MAX_VALUES:,} values once aliases are expanded")
+        )
+        doc.data = None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return doc
 
 
@@ -89,6 +120,7 @@ class _Builder:
         self.loader = loader
         self.doc = doc
         self.active: set[int] = set()  # nodes being built, to stop on recursive aliases
+        self.built = 0
 
     def problem(self, node: yaml.Node, message: str, path: Path | None = None) -> None:
         if path is not None:
@@ -97,6 +129,9 @@ class _Builder:
         self.doc.problems.append((Pos.of(node.start_mark), message))
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        self.built += 1
+        if self.built > MAX_VALUES:
+            raise _TooLarge
         if isinstance(node, yaml.ScalarNode):
             try:
                 return self.loader.construct_object(node)

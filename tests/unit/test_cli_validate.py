@@ -64,3 +64,17 @@ def test_schema_prints_and_writes(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert main(["schema", "--check", "-o", str(target)]) == 0
     target.write_text("{}", encoding="utf-8")
     assert main(["schema", "--check", "-o", str(target)]) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--tasks", "-5"], "--tasks: Input should be greater than or equal to 0"),
+        (["--kind", "bad kind"], "--kind: kind 'bad kind' must be one of"),
+        (["--protocol", "classic", "--kind", "cpu"], "only supports kind 'square'"),
+    ],
+)
+def test_bad_job_options_exit_2_before_touching_the_engine(args: list[str], fragment: str) -> None:
+    result = _run("job", *args)
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr

@@ -183,3 +183,26 @@ def test_isolation_fails_when_the_probe_gets_through() -> None:
     assert not checks.isolation(reached)["ok"]
     blocked = ExecResult(1, "unreachable 198.18.1.2:5000: timed out\n", "")
     assert checks.isolation(blocked)["ok"]
+
+
+@pytest.mark.parametrize(
+    ("code", "out"),
+    [
+        (125, ""),  # the probe container never started
+        (2, "usage: python -m distproc probe ...\nerror: unrecognized arguments\n"),
+        (137, "unreachable 198.18.1.2:5000: timed out\n"),  # killed (OOM) after one line
+        (1, ""),  # no evidence at all
+    ],
+)
+def test_isolation_fails_when_the_probe_proves_nothing(code: int, out: str) -> None:
+    assert not checks.isolation(ExecResult(code, out, ""))["ok"]
+
+
+def test_a_worker_gone_during_the_job_keeps_its_addresses() -> None:
+    before = inventory()
+    after = inventory()
+    after.workers = after.workers[:1]  # c-b-0 stopped (SIGTERM) before the job ended
+    merged = after.remember(before)
+    assert merged.owner_of("198.18.2.3").name == "c-b-0"
+    assert merged.workers[-1].state == "gone"
+    assert all(c["ok"] for c in checks.job_checks(report(), merged, EXPECTED))

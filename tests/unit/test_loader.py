@@ -6,17 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate.model import (
-    ConfigError,
-    load_cluster,
-    load_cluster_text,
-    reachability_warnings,
-)
+from orchestrate.model import ConfigError, load_cluster, load_cluster_text, topology_warnings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 
 # fixture -> every expected problem: (line, col, fragment of the message)
 CASES: dict[str, list[tuple[int, int, str]]] = {
+    "alias_bomb": [(1, 1, "more than 100,000 values once aliases are expanded")],
+    "control_character": [(2, 9, "unreadable character '\\x01'")],
+    "too_deep": [(1, 1, "YAML nested too deeply")],
     "bad_cluster_name": [(2, 7, "'Demo_Cluster' is not a DNS label")],
     "bad_concurrency": [(12, 18, "concurrency: must be 'auto' or an integer >= 1, got 0")],
     "bad_kind": [(13, 9, "kind 'my-module:run' must be one of square, cpu, io or 'module:func")],
@@ -24,7 +22,7 @@ CASES: dict[str, list[tuple[int, int, str]]] = {
     "bad_mode": [(12, 11, "mode: must be 'auto', 'inline', 'threads' or 'processes'")],
     "classic_non_square": [(14, 9, "classic protocol only supports kind 'square', not 'cpu'")],
     "container_name_too_long": [(9, 11, "would be 66 characters (max 63)")],
-    "cpus_not_positive": [(12, 23, "cpus: must be > 0, got 0")],
+    "cpus_not_positive": [(12, 23, "cpus: must be >= 0.01, got 0")],
     "duplicate_group_name": [(12, 11, "duplicate worker group name 'alpha'")],
     "duplicate_key": [(11, 5, "duplicate key 'count' (first defined on line 10)")],
     "duplicate_network_name": [(6, 11, "duplicate network name 'net-a'")],
@@ -130,6 +128,15 @@ def test_workers_off_the_master_network_are_a_warning_not_an_error() -> None:
         "master: {networks: [net-a]}\n"
         "workers: [{name: alpha, count: 2, networks: [net-b]}]\n"
     )
-    [issue] = reachability_warnings(cluster)
+    [issue] = topology_warnings(cluster)
     assert issue.path == ("workers", 0, "networks")
     assert "shares no network with the master" in issue.message
+
+
+def test_subnets_outside_the_test_range_and_no_workers_are_warnings() -> None:
+    cluster = load_cluster_text(
+        "name: demo\nnetworks: [{name: lan, subnet: 192.168.7.0/24}]\nmaster: {networks: [lan]}\n"
+    )
+    messages = [i.message for i in topology_warnings(cluster)]
+    assert any("outside 198.18.0.0/15" in m for m in messages)
+    assert "no workers: `up` runs no job" in messages

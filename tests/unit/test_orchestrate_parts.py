@@ -19,7 +19,7 @@ def test_every_label_name_is_under_the_prefix() -> None:
     names = [
         v
         for k, v in vars(labels).items()
-        if k.isupper() and k not in ("PREFIX",) and not k.startswith("ROLE_")
+        if k.isupper() and not k.startswith(("_", "ROLE_")) and k != "PREFIX"
     ]
     assert names and all(n.startswith(labels.PREFIX + ".") for n in names)
     lab = labels.for_cluster("c", "r1", labels.ROLE_WORKER, group="g")
@@ -30,6 +30,8 @@ def test_every_label_name_is_under_the_prefix() -> None:
         labels.ROLE: "worker",
         labels.GROUP: "g",
     }
+    with pytest.raises(KeyError):  # only the names of this module can be labels
+        labels.for_cluster("c", "r1", labels.ROLE_WORKER, colour="red")
     assert labels.cluster_filter("c") == {
         "label": [f"{labels.MANAGED}=true", f"{labels.CLUSTER}=c"]
     }
