@@ -9,10 +9,11 @@ PYTEST_ARGS ?=
 
 .PHONY: cluster-up cluster-down status logs test test-unit e2e bench bench-quick lint
 
+# A failed install removes .venv, so that the next call tries again instead of trusting it.
 $(VENV): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[dev]' \
+		|| { rm -rf $(VENV); exit 1; }
 	touch $(VENV)
 
 cluster-up: $(VENV)

@@ -24,11 +24,7 @@ SPAWN = mp.get_context("spawn")
 
 
 def measure(
-    name: str,
-    tasks: int,
-    once: Callable[[], float],
-    repeat: int = 3,
-    **extra: Any,
+    name: str, tasks: int, once: Callable[[], float], repeat: int = 3, **extra: Any
 ) -> dict[str, Any]:
     """Run ``once`` (returns elapsed seconds for ``tasks`` tasks) ``repeat`` times; median it.
 

@@ -73,23 +73,16 @@ def tiny_tasks(log: Callable[[str], None], repeat: int = 3, tasks: int = TINY_TA
     out: dict[str, Any] = {}
     shapes = {1: [("a", 1, "net-a")], 2: [("a", 1, "net-a"), ("b", 1, "net-b")]}
     for n, groups in shapes.items():
-        cluster = _cluster(f"bench-tiny-{n}", groups)
-        runner = ClusterRun(cluster, backend, NullEvents())
-        try:
-            up = runner.up(run_job=False)
-            if not up.ok:
-                raise RuntimeError(f"bench cluster not ready: {up.checks}")
+
+        def both(runner: ClusterRun, n: int = n) -> dict[str, Any]:
             log(f"containers, {n} worker(s): classic")
             classic = _median_rate(runner, {"protocol": "classic", "tasks": tasks // 4}, repeat)
             log(f"containers, {n} worker(s): leased")
             leased = _median_rate(runner, {"protocol": "leased", "tasks": tasks}, repeat)
-        finally:
-            runner.down()
-        out[str(n)] = {
-            "classic": classic,
-            "leased": leased,
-            "ratio": leased["rate"] / classic["rate"],
-        }
+            return {"classic": classic, "leased": leased, "ratio": leased["rate"] / classic["rate"]}
+
+        runner = ClusterRun(_cluster(f"bench-tiny-{n}", groups), backend, NullEvents())
+        out[str(n)] = runner.run(both)  # start, measure, stop
     out["two_over_one_leased"] = out["2"]["leased"]["rate"] / out["1"]["leased"]["rate"]
     return out
 

@@ -44,12 +44,7 @@ def cores() -> int:
 
 
 def _pool_rate(
-    cl: Cluster,
-    mode: str,
-    k: int,
-    spec: dict[str, Any],
-    repeat: int,
-    name: str,
+    cl: Cluster, mode: str, k: int, spec: dict[str, Any], repeat: int, name: str
 ) -> dict[str, Any]:
     with cl.workers(1, "--protocol", "leased", "--mode", mode, "--concurrency", str(k)):
         warm = dict(spec, tasks=max(2, k))  # starts the pool (and its processes)

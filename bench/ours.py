@@ -518,12 +518,7 @@ def foreign_note(results: list[dict[str, Any]]) -> str:
 
 def rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     """Every measurement of a ``tiny`` result as a flat list (for tables and JSON)."""
-    return [
-        *res["leased"].values(),
-        *res["sweep"],
-        *res["classic"].values(),
-        *res["roundtrips"],
-    ]
+    return [*res["leased"].values(), *res["sweep"], *res["classic"].values(), *res["roundtrips"]]
 
 
 def main(argv: list[str] | None = None) -> int:

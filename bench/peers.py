@@ -160,10 +160,7 @@ def mp_connection_roundtrips(
     ``pickled=False`` uses ``send_bytes``/``recv_bytes``; ``pickled=True`` uses ``send``/``recv``
     (pickle framing, as ``multiprocessing.managers`` does).
     """
-    with (
-        server_process(_mp_echo_server, pickled) as addr,
-        Client(addr, authkey=AUTHKEY) as conn,
-    ):
+    with server_process(_mp_echo_server, pickled) as addr, Client(addr, authkey=AUTHKEY) as conn:
         if pickled:
             obj: Any = ("ping", 1)
 

@@ -38,13 +38,7 @@ def run(
     and ``limit_fraction`` (leased rate / (empty-exchange round trips/s * batch))."""
     t0 = time.perf_counter()
     res = ours.tiny(
-        n_leased,
-        repeat,
-        workers,
-        batch,
-        classic_n=n_classic,
-        roundtrips=roundtrips,
-        log=log,
+        n_leased, repeat, workers, batch, classic_n=n_classic, roundtrips=roundtrips, log=log
     )
     w = workers[0]
     res["headline"] = res["ratios"][f"leased/classic {w}w"]

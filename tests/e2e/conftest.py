@@ -36,12 +36,25 @@ def _engine_problem() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def engine() -> None:
+def engine() -> Iterator[None]:
     problem = _engine_problem()
     if problem:
         if os.environ.get("CI"):
             pytest.fail(f"{problem}: CI must run the e2e tests (.ci/run starts dockerd)")
         pytest.skip(f"{problem}: start dockerd to run the e2e tests")
+    yield
+    _remove_test_containers()
+
+
+def _remove_test_containers() -> None:
+    """What the tests started by hand, found by their label, if a test left any behind."""
+    import docker
+
+    from orchestrate import labels
+
+    client = docker.from_env()
+    for c in client.containers.list(all=True, filters={"label": f"{labels.TEST}=e2e"}):
+        c.remove(force=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import secrets
 import textwrap
 
 import docker
@@ -116,10 +118,12 @@ def test_tutorial_worker_joined_by_hand_is_counted(default_cluster: Up) -> None:
     keyfile.write_text(key)
     keyfile.chmod(0o644)
     net = next(n["docker_name"] for n in status["networks"] if n["name"] == "net-a")
+    name = f"e2e-hand-joined-{secrets.token_hex(3)}"
     hand = client.containers.create(
         status["images"]["worker"],
         entrypoint=["python3", "-c", script],
-        name="e2e-hand-joined",
+        name=name,
+        labels={labels.TEST: "e2e"},
         network=net,
         user="10001:10001",
         read_only=True,
@@ -142,7 +146,7 @@ def test_tutorial_worker_joined_by_hand_is_counted(default_cluster: Up) -> None:
         assert res.returncode == 0, res.stderr[-2000:]
         outcome = json.loads(res.stdout)
         rows = {r["worker"]: r["tasks"] for r in outcome["summary"]}
-        assert rows.get("e2e-hand-joined (joined by hand)", 0) > 0, rows
+        assert rows.get(f"{name} (joined by hand)", 0) > 0, rows
         assert sum(rows.values()) == 3000
         assert outcome["report"]["guarantee"].startswith("at-most-once")
         hand.wait(timeout=60)
@@ -218,7 +222,12 @@ def test_isolation_check_fails_when_the_probe_can_reach_the_master(default_clust
     net = next(n["docker_name"] for n in st["networks"] if n["name"] == "net-a")
     target = f"{st['master']['addresses']['net-a']}:{st['master']['port']}"
     probe = client.containers.create(
-        st["images"]["master"], ["probe", target], network=net, user="10001:10001", read_only=True
+        st["images"]["master"],
+        ["probe", target],
+        network=net,
+        user="10001:10001",
+        read_only=True,
+        labels={labels.TEST: "e2e"},
     )
     try:
         probe.start()
@@ -228,3 +237,61 @@ def test_isolation_check_fails_when_the_probe_can_reach_the_master(default_clust
         probe.remove(force=True)
     assert code == 0 and f"reachable {target}" in out
     assert not isolation(ExecResult(code, out, net))["ok"]
+
+
+def test_an_interrupted_job_is_cancelled_on_the_master(default_cluster: Up) -> None:
+    """SIGTERM (or Ctrl-C) on `orchestrate job` cancels the job, so the next one can run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from e2e_harness import REPO
+
+    env = dict(os.environ, DISTPROC_STATE_DIR=str(default_cluster.state))
+    args = [sys.executable, "-m", "orchestrate", "job", "-f", str(default_cluster.file)]
+    job = subprocess.Popen(
+        [*args, "--kind", "io", "--size", "500", "--tasks", "20000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    time.sleep(5)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 130 and "cancelling the job" in err, err[-2000:]
+    res = default_cluster.cli("job", "-f", str(default_cluster.file), "--tasks", "200")
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_a_worker_stopped_mid_job_hands_back_and_the_checks_still_pass(default_cluster: Up) -> None:
+    """docker stop (SIGTERM) on a worker during a job: it releases what it has not started,
+    finishes the rest and exits 0; the job completes and its results still count."""
+    import subprocess
+    import sys
+    import time
+
+    from e2e_harness import REPO
+
+    client = docker.from_env()
+    env = dict(os.environ, DISTPROC_STATE_DIR=str(default_cluster.state))
+    job = subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", "job", "-f", str(default_cluster.file),
+         "--kind", "io", "--size", "500", "--tasks", "3000", "--batch", "8", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    worker = client.containers.get("e2e-default-alpha-0")
+    try:
+        time.sleep(4)  # the job is under way: it takes about 12 s
+        worker.stop(timeout=20)
+        worker.reload()
+        assert worker.attrs["State"]["ExitCode"] == 0
+        out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err[-3000:]
+        outcome = json.loads(out)
+        assert all(c["ok"] for c in outcome["checks"]), outcome["checks"]
+        rows = {r["worker"]: r["tasks"] for r in outcome["summary"]}
+        assert rows["e2e-default-alpha-0"] > 0 and sum(rows.values()) == 3000
+        assert outcome["status"]["workers"][0]["state"] != "running"  # it did stop mid-job
+        master_log = client.containers.get("e2e-default-master").logs().decode()
+        assert "worker e2e-default-alpha-0/" in master_log and " left" in master_log
+    finally:
+        worker.start()  # the cluster is shared by the session: put the worker back
