@@ -242,8 +242,7 @@ class DockerBackend(Backend):
             inv.networks.append(info)
             by_id[net.id] = info.name
         inv.networks.sort(key=lambda n: n.name)
-        ours = {c.id for c in self.client.containers.list(all=True, filters=flt)}
-        seen: set[str] = set()
+        seen: set[str] = set()  # ours, then those joined by hand
         for c in self.client.containers.list(all=True, filters=flt):
             seen.add(c.id)
             info = self._container_info(c, by_id, managed=True)
@@ -259,7 +258,7 @@ class DockerBackend(Backend):
                 inv.images["worker"] = c.labels.get(labels.IMAGE, "")
         for net_id in by_id:  # containers on our networks that we did not start
             for c in self.client.containers.list(filters={"network": net_id}):
-                if c.id not in ours and c.id not in seen:
+                if c.id not in seen:
                     seen.add(c.id)
                     inv.others.append(self._container_info(c, by_id, managed=False))
         inv.workers.sort(key=lambda w: (w.group, int(self._index(w.name))))

@@ -122,6 +122,8 @@ def test_classic_worker_dying_loses_its_task(procs: Procs) -> None:
     code, rep = sub.returncode, json.loads(out)
     assert code == 3
     assert rep["totals"]["lost"] == 1 and rep["totals"]["ok"] == 29
+    [ours] = rep["workers"]  # our worker in classic mode keeps the identity it said hello with
+    assert ours["identity"]["name"] == "classic-ok" and ours["tasks"] == 29
     checks = {c["name"]: c["ok"] for c in rep["checks"]}
     assert checks["every_id_accounted"] and not checks["all_ok"]
 
