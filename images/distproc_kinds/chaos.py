@@ -42,3 +42,17 @@ class _Unpicklable:
 def unpicklable(n: int) -> object:
     """Returns a value that cannot be sent back on task 13."""
     return _Unpicklable() if n == POISON else n
+
+
+def _explode() -> None:
+    raise RuntimeError("this value cannot be unpickled")
+
+
+class _Unloadable:
+    def __reduce__(self) -> tuple:
+        return (_explode, ())
+
+
+def unloadable(n: int) -> object:
+    """Returns, on task 13, a value that pickles but that the master cannot unpickle."""
+    return _Unloadable() if n == POISON else n

@@ -489,3 +489,16 @@ def test_bad_arguments_are_usage_errors(procs: Procs, args: list[str], fragment:
     r = procs.cli(*args)
     assert r.returncode == 2, r.stderr
     assert fragment in r.stderr and "Traceback" not in r.stderr
+
+
+def test_result_the_master_cannot_unpickle_ends_as_an_error_not_a_loop(procs: Procs) -> None:
+    """The master drops the connection each time; after 3 tries the worker sends an error."""
+    master = procs.master()
+    procs.worker("--name", "w1", "--mode", "inline")
+    procs.wait_workers(1)
+    code, rep = procs.submit("--kind", "distproc_kinds.chaos:unloadable", "--tasks", "15",
+                             "--batch", "1", "--max-attempts", "2", timeout=90)  # fmt: skip
+    assert code == 3 and rep["totals"]["ok"] == 14 and rep["totals"]["dead"] == 1
+    assert "result not delivered" in rep["dead_letters"][0]["error"]
+    procs.stop_all()
+    assert procs.log_of(master).count("unreadable request") >= 3
