@@ -52,6 +52,10 @@ class WorkerRecord:
     last_seen: float = 0.0
     left: bool = False
 
+    def live(self, now: float) -> bool:
+        """Connected: seen lately, and not gone on purpose."""
+        return not self.left and now - self.last_seen < LIVE_SECONDS
+
 
 class ClassicResults:
     """The classic result queue: ``put`` is accounted at once, with the peer it came from."""
@@ -137,20 +141,22 @@ class Broker:
     def hello(self, wid: str, identity: dict[str, Any]) -> dict[str, Any]:
         """Register a worker (again, after a reconnect); returns the master's identity."""
         with self.lock:
-            rec = self.workers.get(wid)
-            if rec is None:
-                rec = WorkerRecord(len(self.by_index), wid, dict(identity))
-                rec.first_seen = time.monotonic()
-                self.workers[wid] = rec
-                self.by_index.append(rec)
+            rec = self.workers.get(wid) or self._new_record(wid, identity)
             rec.identity = dict(identity)
             self._record(wid)
         log.info("worker %s joined from %s", wid, current_peer())
         return {"instance": self.instance, **self.identity}
 
+    def _new_record(self, wid: str, identity: dict[str, Any]) -> WorkerRecord:
+        rec = WorkerRecord(len(self.by_index), wid, dict(identity))
+        rec.first_seen = rec.last_seen = time.monotonic()
+        self.workers[wid] = rec
+        self.by_index.append(rec)
+        return rec
+
     def _active_workers(self) -> int:
         now = time.monotonic()
-        return sum(1 for r in self.by_index if not r.left and now - r.last_seen < LIVE_SECONDS)
+        return sum(1 for r in self.by_index if r.live(now))
 
     def exchange(
         self,
@@ -252,25 +258,15 @@ class Broker:
         if index is None:
             now = time.monotonic()
             ours = [
-                r
-                for r in self.by_index
-                if "name" in r.identity
-                and peer in r.peers
-                and not r.left
-                and now - r.last_seen < LIVE_SECONDS
+                r for r in self.by_index if "name" in r.identity and peer in r.peers and r.live(now)
             ]
             if len(ours) == 1:
                 index = ours[0].index
             else:
                 wid = f"classic@{peer}"
-                rec = self.workers.get(wid)
-                if rec is None:
-                    rec = WorkerRecord(
-                        len(self.by_index), wid, {"peer": peer, "protocol": "classic"}
-                    )
-                    rec.first_seen = now
-                    self.workers[wid] = rec
-                    self.by_index.append(rec)
+                rec = self.workers.get(wid) or self._new_record(
+                    wid, {"peer": peer, "protocol": "classic"}
+                )
                 index = rec.index
             self.classic_peers[peer] = index
         rec = self.by_index[index]
@@ -404,7 +400,7 @@ class Broker:
                     "id": r.wid,
                     "identity": r.identity,
                     "peers": sorted(r.peers - {""}),
-                    "connected": (not r.left) and now - r.last_seen < LIVE_SECONDS,
+                    "connected": r.live(now),
                     "left": r.left,
                     "last_seen_seconds": round(now - r.last_seen, 3),
                 }
