@@ -410,10 +410,18 @@ class Worker:
         self.outbox.busy[job_id] += time.perf_counter() - t0
         self.outbox.leases[job_id].append(lease_id)
 
-    def _release(self, job_id: str, tids: list[int]) -> None:
+    def _release(self, job_id: str, tids: list[int], what: str = "unstarted") -> None:
         if tids and self._broker is not None:
             n = self._broker.release(self.wid, job_id, tids)
-            log.info("released %d unstarted tasks of job %s", n, job_id)
+            log.info("released %d %s tasks of job %s", n, what, job_id)
+
+    def _release_runs(self, runs: list[Running], what: str) -> None:
+        """Hand tasks back to the master, job by job."""
+        by_job: dict[str, list[int]] = defaultdict(list)
+        for run in runs:
+            by_job[run.job_id].append(run.tid)
+        for job_id, tids in by_job.items():
+            self._release(job_id, tids, what)
 
     def _collect(self, block: bool) -> None:
         """Move finished pool tasks to the outbox; a broken pool turns its tasks into suspects."""
@@ -483,22 +491,13 @@ class Worker:
                     self.outbox.busy[run.job_id] += seconds
             self._lease_step(run)
         if self.suspects:  # stopping: hand the rest back
-            by_job: dict[str, list[int]] = defaultdict(list)
-            for run in self.suspects:
-                by_job[run.job_id].append(run.tid)
-            self.suspects.clear()
-            for job_id, tids in by_job.items():
-                self._release(job_id, tids)
+            suspects, self.suspects = self.suspects, []
+            self._release_runs(suspects, "unstarted")
 
     def _cancel_unstarted(self) -> None:
         """Stopping: tasks still queued in a pool go back to the master, unspent."""
-        cancelled: dict[str, list[int]] = defaultdict(list)
-        for fut, run in list(self.inflight.items()):
-            if fut.cancel():
-                self.inflight.pop(fut)
-                cancelled[run.job_id].append(run.tid)
-        for job_id, tids in cancelled.items():
-            self._release(job_id, tids)
+        cancelled = [self.inflight.pop(fut) for fut in list(self.inflight) if fut.cancel()]
+        self._release_runs(cancelled, "unstarted")
 
     def _drain_past_deadline(self) -> bool:
         return (
@@ -509,20 +508,14 @@ class Worker:
 
     def _abandon(self) -> None:
         """The drain timed out: hand back what still runs (a late result is a duplicate)."""
-        by_job: dict[str, list[int]] = defaultdict(list)
-        for fut, run in list(self.inflight.items()):
+        running = list(self.inflight.values())
+        for fut in self.inflight:
             fut.cancel()
-            by_job[run.job_id].append(run.tid)
         self.inflight.clear()
         self.abandoned = True
-        log.warning(
-            "drain timeout (%.0fs): handing back %d running tasks",
-            self.cfg.drain_timeout,
-            sum(len(t) for t in by_job.values()),
-        )
-        if self._broker is not None:
-            for job_id, tids in by_job.items():
-                self._broker.release(self.wid, job_id, tids)
+        log.warning("drain timeout (%.0fs): handing back %d running tasks",
+                    self.cfg.drain_timeout, len(running))  # fmt: skip
+        self._release_runs(running, "still running")
 
     def _drain(self) -> None:
         """On the way out: release what has not started, finish the rest, ack, say goodbye."""
