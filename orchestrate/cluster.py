@@ -45,6 +45,12 @@ class Outcome:
     def ok(self) -> bool:
         return all(c["ok"] for c in self.checks)
 
+    def absorb(self, other: Outcome) -> None:
+        """Take in a job's outcome: its checks, its report and the inventory it was read with."""
+        self.checks += other.checks
+        self.report = other.report
+        self.inventory = other.inventory
+
     def failed(self) -> list[str]:
         return [c["name"] for c in self.checks if not c["ok"]]
 
@@ -114,11 +120,9 @@ class ClusterRun:
             ev.warn("no workers: no job is run (join one by hand, then `orchestrate job`)")
             run_job = False
         if outcome.ok and run_job:
-            job = self.job(timeout=job_timeout)
-            outcome.checks += job.checks
-            outcome.report = job.report
-            outcome.checks.append(self.isolation(run))
-        outcome.inventory = self.backend.inventory(c.name)
+            outcome.absorb(self.job(timeout=job_timeout))
+            outcome.checks.append(self.isolation(run, outcome.inventory))
+        outcome.inventory = outcome.inventory or self.backend.inventory(c.name)
         return outcome
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
@@ -184,10 +188,9 @@ class ClusterRun:
         elif line.strip():
             self.events.detail(line)
 
-    def isolation(self, run: str) -> dict[str, Any]:
+    def isolation(self, run: str, inv: Inventory | None) -> dict[str, Any]:
         """The probe: from a network the master is not on, its port must be unreachable."""
-        inv = self.backend.inventory(self.cluster.name)
-        if inv.master is None or self.images is None:
+        if inv is None or inv.master is None or self.images is None:
             return e2e.check("isolation", False, "no master to probe")
         port = self.cluster.master.port
         targets = [f"{ip}:{port}" for ip in inv.master.addresses.values()]
@@ -196,21 +199,22 @@ class ClusterRun:
 
     def check(self, ready_timeout: float = 30.0) -> Outcome:
         """The end-to-end checks on the running cluster, against its last job."""
-        self.images = self.backend.build_images(self.cluster, self.events)
-        out = Outcome(run=self.backend.inventory(self.cluster.name).run)
+        running = self.backend.inventory(self.cluster.name)
+        # probe with the image the cluster runs (building here could make a different one)
+        self.images = Images(running.images.get("master", ""), running.images.get("worker", ""))
+        out = Outcome(run=running.run)
         out.checks.append(self.wait_ready(ready_timeout))
         res = self.backend.exec_master(self.cluster.name, ["report", "--master", self._master_addr])
         if res.exit_code in (0, 3) and res.stdout.strip():
-            out.report = json.loads(res.stdout)
+            report = json.loads(res.stdout)
             inv = self.backend.inventory(self.cluster.name)
-            out.checks += e2e.job_checks(out.report, inv, self.cluster.worker_names())
+            out.absorb(
+                Outcome(e2e.job_checks(report, inv, self.cluster.worker_names()), report, inv)
+            )
         else:
             self.events.info("no job has run on this cluster yet: running the one in the file")
-            job = self.job()
-            out.checks += job.checks
-            out.report = job.report
-        out.checks.append(self.isolation(out.run or secrets.token_hex(4)))
-        out.inventory = self.backend.inventory(self.cluster.name)
+            out.absorb(self.job())
+        out.checks.append(self.isolation(out.run or secrets.token_hex(4), out.inventory))
         return out
 
     # -- teardown --------------------------------------------------------------------------
