@@ -94,14 +94,11 @@ def _finish(args: argparse.Namespace, runner: ClusterRun, outcome: Outcome, what
         console.print(f"[green]{what}: every check passed[/green]")
     else:
         console.print(f"[red]{what}: failed checks: {', '.join(outcome.failed())}[/red]")
-        from .backends.docker_local import DockerBackend
         from .state import state_dir
 
-        backend = runner.backend
-        if isinstance(backend, DockerBackend):
-            logs = state_dir(runner.cluster.name) / "logs"
-            backend.save_logs(runner.cluster.name, logs)
-            console.print(f"container logs saved in {logs}")
+        logs = state_dir(runner.cluster.name) / "logs"
+        runner.backend.save_logs(runner.cluster.name, logs)
+        console.print(f"container logs saved in {logs}")
     if getattr(args, "json", False):
         print(json.dumps(outcome.as_json(), indent=2, default=str))
     return EXIT_OK if outcome.ok else EXIT_CHECK_FAILED

@@ -176,6 +176,10 @@ class Backend(ABC):
         """Log lines of one container (by name or short name), or of all of them."""
 
     @abstractmethod
+    def save_logs(self, cluster_name: str, directory: Path) -> list[Path]:
+        """Write every container's log to ``directory`` (for CI artifacts); returns the files."""
+
+    @abstractmethod
     def probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
         """From a throwaway container on a network the master is not on, try ``targets``
         (``ip:port``); exit code 0 means one of them was reachable."""

@@ -49,15 +49,9 @@ class Up:
 
 
 def _save_logs(name: str) -> None:
-    import docker
+    from orchestrate.backends.docker_local import DockerBackend
 
-    from orchestrate import labels
-
-    client = docker.from_env()
-    out = ARTIFACTS / name
-    out.mkdir(parents=True, exist_ok=True)
-    for c in client.containers.list(all=True, filters=labels.cluster_filter(name)):
-        (out / f"{c.name}.log").write_bytes(c.logs())
+    DockerBackend().save_logs(name, ARTIFACTS / name)
 
 
 def bring_up(request: pytest.FixtureRequest, file: Path, state: Path, *args: str) -> Iterator[Up]:
