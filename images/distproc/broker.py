@@ -27,8 +27,9 @@ from typing import Any
 
 from . import kinds, report
 from .identity import netns
-from .ledger import Ledger, make_spec
+from .ledger import Ledger
 from .server import current_peer
+from .spec import make_spec
 
 log = logging.getLogger("distproc.master")
 

@@ -20,7 +20,7 @@ from typing import Any
 from .auth import AuthkeyError, read_authkey
 from .broker import JobError
 from .client import LINK_ERRORS, Unreachable, broker, connect, parse_address
-from .ledger import make_spec
+from .spec import make_spec
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

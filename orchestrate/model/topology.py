@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from distproc.kinds import BUILTIN as BUILTIN_KINDS
 from distproc.kinds import KIND_PATTERN, KindError, check_kind
-from distproc.ledger import MAX_TASKS
+from distproc.spec import MAX_TASKS
 from pydantic import (
     AfterValidator,
     BaseModel,

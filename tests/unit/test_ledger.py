@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from distproc.ledger import DEAD, FAILED, LEASED, OK, PENDING, JobSpec, Ledger, make_spec
+from distproc.ledger import DEAD, FAILED, LEASED, OK, PENDING, Ledger
+from distproc.spec import JobSpec, make_spec
 
 
 class Clock:

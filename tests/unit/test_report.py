@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from distproc.ledger import JobSpec, Ledger
+from distproc.ledger import Ledger
 from distproc.report import build, checks
+from distproc.spec import JobSpec
 
 
 def _job(kind: str = "square", n: int = 4) -> Ledger:
