@@ -101,7 +101,10 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         "max_attempts",
         "retry_errors",
     )
-    return {name: getattr(args, name) for name in names}
+    spec = {name: getattr(args, name) for name in names}
+    if getattr(args, "results", False):
+        spec["results"] = "stream"  # a report that lists every result needs them kept
+    return spec
 
 
 def _client_args(p: argparse.ArgumentParser, connect_timeout: float = 30.0) -> None:
@@ -136,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --tasks: print the job's report and exit (3 if a check failed)",
     )
     m.add_argument("--job-timeout", type=SECONDS, default=None)
+    m.add_argument(
+        "--results-dir",
+        default=None,
+        help="where jobs with results: stream write <job>.jsonl (default: the temp dir)",
+    )
     _job_args(m, tasks_default=None)
 
     w = sub.add_parser("worker", help="take tasks, compute, put results back")
@@ -206,7 +214,7 @@ def cmd_master(args: argparse.Namespace) -> int:
 
     key = read_authkey(args.authkey_file)
     server.GuardedServer.handshake_timeout = args.handshake_timeout
-    master = Master(args.host, args.port, key).start()
+    master = Master(args.host, args.port, key, results_dir=args.results_dir).start()
     stop = _stop_on_signals()
     try:
         if args.tasks is not None:

@@ -19,9 +19,9 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, overload
 
 BUILTIN = ("square", "cpu", "io")
 #: A built-in name, or ``module:function``: a dotted module path and one function name.
@@ -89,20 +89,68 @@ def run(kind: str, payload: Any) -> Any:
     return resolve(kind)(payload)
 
 
-def make_payloads(kind: str, count: int, size: int, seed: int) -> list[Any]:
-    """The payloads of a job built from a spec.
+class Payloads(Sequence[Any]):
+    """The payloads of a job built from a spec, made on demand: O(1) memory for any length.
 
-    ``square`` gets ``count`` distinct integers (shuffled by ``seed``), so a classic result
-    string names its task unambiguously; ``cpu`` and ``io`` get ``size`` for every task;
-    a custom kind gets the task index.
+    A list of 10,000,000 ints costs about 360 MB in CPython (8-byte slots plus 28-byte int
+    objects), more than the default master container's 256 MiB; this costs a few numbers.
+
+    ``square`` gets the distinct integers ``0..count-1`` in an order fixed by ``seed`` (an
+    affine permutation ``i -> (a*i + b) mod count``, ``gcd(a, count) == 1``), so that a
+    classic result string ``'n * n = m'`` names its task unambiguously (``index_of``);
+    ``cpu`` and ``io`` get ``size`` for every task; a custom kind gets the task index.
     """
-    if kind == "square":
-        values = list(range(count))
-        random.Random(seed).shuffle(values)
-        return values
-    if kind in ("cpu", "io"):
-        return [size] * count
-    return list(range(count))
+
+    def __init__(self, kind: str, count: int, size: int, seed: int) -> None:
+        self.kind, self.count, self.size = kind, count, size
+        self._a, self._b = _affine(count, seed)
+        self._a_inverse = pow(self._a, -1, count) if count > 1 else 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.count))]
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        i %= self.count
+        if self.kind == "square":
+            return (self._a * i + self._b) % self.count
+        if self.kind in ("cpu", "io"):
+            return self.size
+        return i
+
+    def index_of(self, value: int) -> int | None:
+        """The task whose payload is ``value`` (``square`` only), or None."""
+        if self.kind != "square" or not 0 <= value < self.count:
+            return None
+        return ((value - self._b) * self._a_inverse) % self.count
+
+    def distinct(self) -> set[Any]:
+        """The distinct payloads, without listing them all where they repeat."""
+        if self.kind in ("cpu", "io"):
+            return {self.size} if self.count else set()
+        return set(self)
+
+
+def _affine(count: int, seed: int) -> tuple[int, int]:
+    if count <= 1:
+        return 1, 0
+    rng = random.Random(seed)
+    while True:
+        a = rng.randrange(1, count)
+        if math.gcd(a, count) == 1:
+            return a, rng.randrange(count)
+
+
+def make_payloads(kind: str, count: int, size: int, seed: int) -> Payloads:
+    """The payloads of a job built from a spec (see ``Payloads``)."""
+    return Payloads(kind, count, size, seed)
 
 
 @cache
@@ -124,3 +172,17 @@ def expected(kind: str, payload: Any) -> Any:
 def checkable(kind: str) -> bool:
     """Whether the master can verify values of this kind itself."""
     return kind in _BUILTINS
+
+
+def checker(kind: str) -> Callable[[Any, Any], bool] | None:
+    """``check(payload, value) -> bool`` for a built-in kind; None where values can't be checked.
+
+    Values are checked as they arrive, so that the master need not keep them to judge a job.
+    """
+    if kind not in _BUILTINS:
+        return None
+
+    def check(payload: Any, value: Any) -> bool:
+        return type(value) is int and value == expected(kind, payload)
+
+    return check

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from .broker import Broker, ClassicResults, ClassicTasks
+from .broker import Broker
+from .classic import ClassicResults, ClassicTasks
 from .server import GuardedServer, MasterManager, make_server
 
 log = logging.getLogger("distproc.master")
@@ -56,10 +57,12 @@ MasterManager.register(
 class Master:
     """A running master: ``start()`` serves in background threads, ``stop()`` ends them."""
 
-    def __init__(self, host: str, port: int, authkey: bytes, reap_interval: float = 0.2) -> None:
+    def __init__(self, host: str, port: int, authkey: bytes, reap_interval: float = 0.2,
+                 results_dir: str | None = None) -> None:  # fmt: skip
         global _broker
-        self.broker = _broker = Broker()
+        self.broker = _broker = Broker(results_dir=results_dir)
         self.server: GuardedServer = make_server((host, port), authkey)
+        self.server.add_disconnect_hook(self.broker.connection_closed)
         self.address = self.server.address
         self.reap_interval = reap_interval
         self._stopping = threading.Event()

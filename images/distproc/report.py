@@ -1,144 +1,251 @@
-"""The JSON report of a job, with the checks the master can make by itself."""
+"""The report of a job: one typed structure for both protocols, with the master's own checks.
+
+``Report.to_dict()`` is what the master sends and the CLI prints as JSON; ``Report.from_dict``
+reads it back (the orchestrator does), so every reader uses fields, not strings. The keys do
+not change with the protocol: ``totals.lost`` is always there (0 under ``leased``).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from . import kinds
-from .ledger import CLASSIC_GUARANTEE, DEAD, FAILED, LEASED_GUARANTEE, OK, STATE_NAMES, Ledger
+from .ledger import (
+    CLASSIC_GUARANTEE,
+    DEAD,
+    FAILED,
+    LEASED,
+    LEASED_GUARANTEE,
+    LOST,
+    MAX_LISTED,
+    OK,
+    PENDING,
+    Ledger,
+)  # fmt: skip
 
-if TYPE_CHECKING:
-    from .broker import WorkerRecord
-
-MAX_LISTED = 20
-
-
-def _check(name: str, ok: bool, evidence: str) -> dict[str, Any]:
-    return {"name": name, "ok": ok, "evidence": evidence}
-
-
-def expected_values(job: Ledger) -> None:
-    """Compute (and cache) the right values of a ``cpu`` job: the one slow kind to check."""
-    if job.spec.kind == "cpu":
-        for payload in set(job.payloads):
-            kinds.expected("cpu", payload)
+PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 
 
-def checks(job: Ledger) -> list[dict[str, Any]]:
+@dataclass
+class Check:
+    """One verdict: ``skipped`` when there was nothing to judge (never a pass)."""
+
+    name: str
+    status: str
+    evidence: str
+    ok: bool = True
+
+    def __post_init__(self) -> None:
+        self.ok = self.status != FAIL
+
+
+def check(name: str, ok: bool | None, evidence: str) -> Check:
+    """``ok`` None means: nothing to judge, the check is skipped."""
+    return Check(name, SKIPPED if ok is None else PASS if ok else FAIL, evidence)
+
+
+@dataclass
+class Totals:
+    tasks: int = 0
+    ok: int = 0
+    failed: int = 0
+    dead: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    retries: int = 0
+    expired_leases: int = 0
+    wrong_values: int = 0
+
+
+@dataclass
+class Letter:
+    """A task that did not end ok: who had it last and why."""
+
+    id: int
+    attempts: int
+    error: str
+    worker: str | None = None
+    peer: str | None = None
+
+
+@dataclass
+class WorkerShare:
+    id: str
+    identity: dict[str, Any]
+    peers: list[str]
+    results_by_peer: dict[str, int]
+    tasks: int
+    failed: int
+    duplicates: int
+    busy_seconds: float | None
+
+
+@dataclass
+class Report:
+    job: dict[str, Any]
+    guarantee: str
+    finished: bool
+    totals: Totals
+    dead_letters: list[Letter]
+    failures: list[Letter]
+    lost: list[Letter]
+    workers: list[WorkerShare]
+    results_by_peer: dict[str, int]
+    waited_seconds: float
+    elapsed_seconds: float
+    throughput: float
+    master: dict[str, Any]
+    checks: list[Check]
+    ok: bool
+    summary: str
+    values: dict[str, Any] = field(default_factory=dict)  # dropped or streamed, and where
+    results: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.results is None:
+            del out["results"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """Read a report back; raises TypeError/KeyError if it is not one of ours."""
+        d = dict(data)
+        d["totals"] = Totals(**d["totals"])
+        for key in ("dead_letters", "failures", "lost"):
+            d[key] = [Letter(**x) for x in d[key]]
+        d["workers"] = [WorkerShare(**w) for w in d["workers"]]
+        d["checks"] = [Check(**c) for c in d["checks"]]
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise TypeError(f"not a distproc report: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+def checks(job: Ledger) -> list[Check]:
     """Every id accounted for once, every value right (built-in kinds), every task ok."""
-    states = Counter(job.state)
+    states = job.state_counts()
     c = job.counts
-    final = states[OK] + states[FAILED] + states[DEAD]
-    recount_agrees = (states[OK], states[FAILED], states[DEAD]) == (c["ok"], c["failed"], c["dead"])
-    unfinished = [t for t, s in enumerate(job.state) if s not in (OK, FAILED, DEAD)]
+    final = states[OK] + states[FAILED] + states[DEAD] + states[LOST]
+    recount_agrees = [states[s] for s in (OK, FAILED, DEAD, LOST)] == [
+        c["ok"], c["failed"], c["dead"], c["lost"]
+    ]  # fmt: skip
+    unfinished = job.unfinished() if states[PENDING] + states[LEASED] else []
     out = [
-        _check(
+        check(
             "every_id_accounted",
             final == job.total and recount_agrees and not unfinished,
-            f"{final}/{job.total} ids in a final state "
-            f"(ok {states[OK]}, failed {states[FAILED]}, dead {states[DEAD]}); "
+            f"{final}/{job.total} ids in a final state (ok {states[OK]}, failed "
+            f"{states[FAILED]}, dead {states[DEAD]}, lost {states[LOST]}); "
             f"{c['duplicates']} duplicate results counted, not reported"
-            + (f"; unfinished: {unfinished[:MAX_LISTED]}" if unfinished else ""),
+            + (f"; unfinished: {unfinished}" if unfinished else ""),
         )
     ]
-    if kinds.checkable(job.spec.kind):
-        wrong = [
-            t
-            for t, s in enumerate(job.state)
-            if s == OK and job.values[t] != kinds.expected(job.spec.kind, job.payloads[t])
-        ]
+    if not kinds.checkable(job.spec.kind):
+        out.append(check("values_correct", None,
+                         f"values not checked: custom kind {job.spec.kind}"))  # fmt: skip
+    elif not states[OK]:
+        out.append(check("values_correct", None, "no value arrived to check"))
+    else:
+        wrong = c["wrong"]
         out.append(
-            _check(
+            check(
                 "values_correct",
                 not wrong,
-                f"{states[OK] - len(wrong)}/{states[OK]} ok values match {job.spec.kind}()"
-                + (f"; wrong: {wrong[:MAX_LISTED]}" if wrong else ""),
+                f"{states[OK] - wrong}/{states[OK]} ok values match {job.spec.kind}(), "
+                "checked on arrival" + (f"; wrong: {job.wrong}" if wrong else ""),
             )
         )
-    else:
-        out.append(_check("values_correct", True, f"not checkable for custom kind {job.spec.kind}"))
-    not_ok = job.total - states[OK]
-    out.append(_check("all_ok", not_ok == 0, f"{states[OK]}/{job.total} tasks ended ok"))
+    out.append(check("all_ok", states[OK] == job.total, f"{states[OK]}/{job.total} tasks ended ok"))
     return out
 
 
-def _workers(job: Ledger, workers: list[WorkerRecord]) -> list[dict[str, Any]]:
-    out = []
-    for index, tally in sorted(job.tally.items()):
-        rec = workers[index]
-        out.append(
-            {
-                "id": rec.wid,
-                "identity": rec.identity,
-                "peers": sorted(tally.peers),
-                "results_by_peer": dict(sorted(tally.peers.items())),
-                "tasks": tally.tasks,
-                "failed": tally.failed,
-                "duplicates": tally.duplicates,
-                "busy_seconds": round(tally.busy, 6) if job.spec.protocol == "leased" else None,
-            }
-        )
-    return out
-
-
-def _letters(job: Ledger, state: int) -> list[dict[str, Any]]:
-    tids = [t for t, s in enumerate(job.state) if s == state]
+def _workers(job: Ledger, workers: list[Any]) -> list[WorkerShare]:
+    leased = job.spec.protocol == "leased"
     return [
-        {"id": t, "attempts": job.attempts[t], "error": job.errors.get(t, "")}
-        for t in tids[:MAX_LISTED]
+        WorkerShare(
+            id=workers[index].wid,
+            identity=workers[index].identity,
+            peers=sorted(t.peers),
+            results_by_peer=dict(sorted(t.peers.items())),
+            tasks=t.tasks,
+            failed=t.failed,
+            duplicates=t.duplicates,
+            busy_seconds=round(t.busy, 6) if leased else None,
+        )
+        for index, t in sorted(job.tally.items())
     ]
 
 
-def build(
-    job: Ledger, workers: list[WorkerRecord], master: dict[str, Any], results: bool = False
-) -> dict[str, Any]:
+def _letters(job: Ledger, state: int) -> list[Letter]:
+    return [Letter(**x) for x in job.letters[state]]
+
+
+def summary(job: Ledger, totals: Totals, lost: list[Letter], dead: list[Letter],
+            failed: list[Letter]) -> str:  # fmt: skip
+    """One line a person reads first: how it ended, and which tasks did not end ok, by name."""
+    parts = [f"{totals.ok}/{totals.tasks} tasks ok"]
+    for word, count, letters in (("lost", totals.lost, lost), ("dead", totals.dead, dead),
+                                 ("failed", totals.failed, failed)):  # fmt: skip
+        if not count:
+            continue
+        named = "; ".join(
+            f"task {x.id}" + (f" (payload {job.payloads[x.id]!r})" if x.id < job.total else "")
+            + (f" held by {x.worker}" if x.worker else "") + (f" at {x.peer}" if x.peer else "")
+            + f": {x.error}"
+            for x in letters[:3]
+        )  # fmt: skip
+        more = f" (+{count - min(3, len(letters))} more)" if count > min(3, len(letters)) else ""
+        parts.append(f"{word} {count}: {named}{more}")
+    if totals.wrong_values:
+        parts.append(f"wrong values {totals.wrong_values}: tasks {job.wrong[:MAX_LISTED]}")
+    if not job.done:
+        parts.append("not finished")
+    return "; ".join(parts)
+
+
+def build(job: Ledger, workers: list[Any], master: dict[str, Any],
+          results: Callable[[], list[dict[str, Any]]] | None = None) -> Report:  # fmt: skip
     """The report: totals, per-worker evidence, timing and the self-checks' verdict."""
     c = job.counts
     end = job.finished if job.finished is not None else job.clock()
     started = job.started if job.started is not None else end
     elapsed = max(end - started, 1e-9)
-    classic = job.spec.protocol == "classic"
     by_peer: Counter[str] = Counter()
     for tally in job.tally.values():
         by_peer.update(tally.peers)
-    totals = {
-        "tasks": job.total,
-        "ok": c["ok"],
-        "failed": c["failed"],
-        ("lost" if classic else "dead"): c["dead"],
-        "duplicates": c["duplicates"],
-        "stale": c["stale"],
-        "retries": c["retries"],
-        "expired_leases": c["expired"],
-    }
+    totals = Totals(
+        tasks=job.total, ok=c["ok"], failed=c["failed"], dead=c["dead"], lost=c["lost"],
+        duplicates=c["duplicates"], stale=c["stale"], retries=c["retries"],
+        expired_leases=c["expired"], wrong_values=c["wrong"],
+    )  # fmt: skip
     verdict = checks(job)
-    rep: dict[str, Any] = {
-        "job": {"id": job.id, **job.spec.as_dict()},
-        "guarantee": CLASSIC_GUARANTEE if classic else LEASED_GUARANTEE,
-        "finished": job.done,
-        "totals": totals,
-        "dead_letters": _letters(job, DEAD),
-        "failures": _letters(job, FAILED),
-        "workers": _workers(job, workers),
-        "results_by_peer": dict(sorted(by_peer.items())),
-        "waited_seconds": round(started - job.submitted, 6),
-        "elapsed_seconds": round(elapsed, 6),
-        "throughput": round(job.final / elapsed, 1),
-        "master": master,
-        "checks": verdict,
-        "ok": all(ch["ok"] for ch in verdict),
-    }
-    if results:
-        rep["results"] = [
-            {
-                "id": t,
-                "state": STATE_NAMES[s],
-                "value": job.values[t],
-                "worker": workers[job.by_worker[t]].wid if job.by_worker[t] >= 0 else None,
-                "peer": job.peer_names[job.by_peer[t]] if job.by_peer[t] >= 0 else None,
-                "attempts": job.attempts[t],
-            }
-            for t, s in enumerate(job.state)
-        ]
-    return rep
+    lost, dead, failed = _letters(job, LOST), _letters(job, DEAD), _letters(job, FAILED)
+    return Report(
+        job={"id": job.id, **job.spec.as_dict()},
+        guarantee=CLASSIC_GUARANTEE if job.spec.protocol == "classic" else LEASED_GUARANTEE,
+        finished=job.done,
+        totals=totals,
+        dead_letters=dead,
+        failures=failed,
+        lost=lost,
+        workers=_workers(job, workers),
+        results_by_peer=dict(sorted(by_peer.items())),
+        waited_seconds=round(started - job.submitted, 6),
+        elapsed_seconds=round(elapsed, 6),
+        throughput=round(job.final / elapsed, 1),
+        master=master,
+        checks=verdict,
+        ok=all(ch.ok for ch in verdict),
+        summary=summary(job, totals, lost, dead, failed),
+        values=job.sink.describe(),
+        results=results() if results is not None else None,
+    )

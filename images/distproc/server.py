@@ -21,6 +21,7 @@ import logging
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing import connection
 from multiprocessing.managers import BaseManager, Server
 from traceback import format_exc
@@ -33,6 +34,14 @@ log = logging.getLogger("distproc.master")
 _local = threading.local()
 HANDSHAKE_TIMEOUT = 5.0
 BACKLOG = 256
+
+
+_connection_ids = itertools.count(1)
+
+
+def current_connection() -> int:
+    """The id of the connection the current request arrived on (0 outside a request)."""
+    return getattr(_local, "conn", 0)
 
 
 def current_peer() -> str:
@@ -84,8 +93,13 @@ class GuardedServer(Server):
     def __init__(self, registry: dict, address: tuple[str, int], authkey: bytes) -> None:
         super().__init__(registry, address, authkey, "pickle")
         self.watchdog = HandshakeWatchdog()
+        self._disconnect_hooks: list[Callable[[int], None]] = []
         # the stdlib listens with a backlog of 16 (3.11): too few when 64 workers start at once
         self.listener._listener._socket.listen(BACKLOG)
+
+    def add_disconnect_hook(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(connection id)`` in the serving thread when a served connection ends."""
+        self._disconnect_hooks.append(fn)
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():
@@ -136,12 +150,21 @@ class GuardedServer(Server):
         if self.watchdog.done(token):
             return  # it finished just as its time ran out: the socket is shut already
         _local.peer = peer[0]
+        _local.conn = next(_connection_ids)
         try:
-            msg: tuple[str, Any] = ("#RETURN", func(guarded, *args, **kwds))
-        except Exception:
-            msg = ("#TRACEBACK", format_exc())
-        with contextlib.suppress(OSError):
-            conn.send(msg)
+            try:
+                msg: tuple[str, Any] = ("#RETURN", func(guarded, *args, **kwds))
+            except Exception:
+                msg = ("#TRACEBACK", format_exc())
+            with contextlib.suppress(OSError):
+                conn.send(msg)
+        finally:
+            for hook in self._disconnect_hooks:
+                try:
+                    hook(_local.conn)
+                except Exception:
+                    log.exception("disconnect hook failed")
+            _local.conn = 0
 
 
 class HandshakeWatchdog:

@@ -28,6 +28,7 @@ class JobSpec:
     task_timeout: float = 600.0  # renewals end here: a task hung in a live worker comes back
     max_attempts: int = 3
     retry_errors: bool = True
+    results: str = "drop"  # drop each value once checked, or stream it to a file
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -55,6 +56,10 @@ def make_spec(fields: dict[str, Any]) -> JobSpec:
         value = getattr(spec, name)
         if not isinstance(value, int | float) or not 0 < value < float("inf"):
             raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+    if spec.results not in ("drop", "stream"):
+        raise ValueError(f"results must be drop or stream, not {spec.results!r}")
+    if spec.max_attempts > 100:
+        raise ValueError(f"max_attempts must be at most 100, not {spec.max_attempts}")
     if spec.tasks > MAX_TASKS:
         raise ValueError(f"tasks must be at most {MAX_TASKS:,}, not {spec.tasks:,}")
     return spec

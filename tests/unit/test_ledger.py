@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from distproc.ledger import DEAD, FAILED, LEASED, OK, PENDING, Ledger
+from distproc.ledger import DEAD, FAILED, LEASED, LOST, OK, PENDING, Ledger
+from distproc.results import ResultSink
 from distproc.spec import JobSpec, make_spec
 
 
@@ -15,10 +18,26 @@ class Clock:
         return self.now
 
 
+class Recorder(ResultSink):
+    """Keeps what a streaming sink would write, in memory, for the test to read."""
+
+    mode = "stream"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[int, dict[str, Any]] = {}
+
+    def write(self, tid, state, value, worker, peer, attempts, error=""):  # type: ignore[override]
+        assert tid not in self.rows, f"task {tid} written twice"
+        self.rows[tid] = {"state": state, "value": value, "worker": worker, "peer": peer,
+                          "attempts": attempts, "error": error}  # fmt: skip
+
+
 def ledger(n: int = 10, **spec) -> tuple[Ledger, Clock]:
     clock = Clock()
     fields = {"tasks": n, "batch": 4, "lease_seconds": 5.0, "max_attempts": 3, **spec}
-    return Ledger("j", JobSpec(**fields), list(range(n)), clock=clock), clock
+    sink = Recorder()
+    return Ledger("j", JobSpec(**fields), list(range(n)), clock=clock, sink=sink), clock
 
 
 def test_lease_hands_out_at_most_a_batch_and_a_fair_share() -> None:
@@ -36,7 +55,7 @@ def test_first_result_wins_and_duplicates_are_counted_not_reported() -> None:
     lease = job.lease(0, 4)
     assert job.accept(0, "10.0.0.1", [(0, 0), (1, 1)]) == (2, 0)
     assert job.accept(1, "10.0.0.2", [(1, 999), (2, 4)]) == (1, 1)
-    assert job.values[1] == 1 and job.by_peer[1] == job.peer_names.index("10.0.0.1")
+    assert job.sink.rows[1]["value"] == 1 and job.sink.rows[1]["peer"] == "10.0.0.1"
     assert job.counts["duplicates"] == 1 and job.counts["ok"] == 3
     job.accept(0, "10.0.0.1", [(3, 9)], lease_ids=[lease.id])
     assert job.done and job.final == 4 and lease.id not in job.leases
@@ -49,8 +68,8 @@ def test_expired_lease_goes_back_and_dies_after_max_attempts() -> None:
         assert lease is not None and job.attempts[0] == attempt
         clock.now += 6  # past the deadline: the worker died or hung
         assert job.expire() == 1
-    assert job.state[0] == DEAD and job.done
-    assert "lease expired" in job.errors[0]
+    assert job.state_of(0) == DEAD and job.done
+    assert "lease expired" in job.letters[DEAD][0]["error"]
     assert job.counts["expired"] == 2 and job.counts["retries"] == 1
 
 
@@ -61,7 +80,7 @@ def test_renew_keeps_a_lease_alive() -> None:
         clock.now += 4
         assert job.renew(0) == 1
         assert job.expire() == 0
-    assert job.state[:2] == [LEASED, LEASED]
+    assert list(job.state[:2]) == [LEASED, LEASED]
 
 
 def test_late_result_from_expired_lease_is_accepted_then_rerun_is_duplicate() -> None:
@@ -73,7 +92,7 @@ def test_late_result_from_expired_lease_is_accepted_then_rerun_is_duplicate() ->
     job.lease(1, 1)  # re-leased to worker 1
     assert job.accept(0, "a", [(0, 0)]) == (1, 0)  # the slow worker finishes first: accepted
     assert job.accept(1, "b", [(0, 0)]) == (0, 1)  # the re-run is a duplicate
-    assert job.state[0] == OK and job.by_worker[0] == 0
+    assert job.state_of(0) == OK and job.sink.rows[0]["worker"] == "0"
 
 
 def test_errors_retry_then_dead_letter_with_the_error() -> None:
@@ -81,15 +100,15 @@ def test_errors_retry_then_dead_letter_with_the_error() -> None:
     for _ in range(3):
         job.lease(0, 1)
         job.accept(0, "a", [], [(0, "ValueError: poison")])
-    assert job.state[0] == DEAD and job.errors[0] == "ValueError: poison"
-    assert job.attempts[0] == 3 and job.counts["dead"] == 1
+    assert job.state_of(0) == DEAD and job.letters[DEAD][0]["error"] == "ValueError: poison"
+    assert job.attempts_of(0) == 3 and job.counts["dead"] == 1
 
 
 def test_errors_are_final_when_not_retried() -> None:
     job, _ = ledger(1, retry_errors=False)
     job.lease(0, 1)
     job.accept(0, "a", [], [(0, "boom")])
-    assert job.state[0] == FAILED and job.counts["failed"] == 1 and job.done
+    assert job.state_of(0) == FAILED and job.counts["failed"] == 1 and job.done
 
 
 def test_stale_error_from_an_expired_lease_spends_nothing() -> None:
@@ -107,16 +126,49 @@ def test_release_gives_tasks_back_without_spending_attempts() -> None:
     lease = job.lease(0, 4)
     assert job.release(1, lease.tids) == 0  # not worker 1's to release
     assert job.release(0, [2, 3]) == 2
-    assert job.state[2:] == [PENDING, PENDING] and job.attempts[2:] == [0, 0]
+    assert list(job.state[2:]) == [PENDING, PENDING] and list(job.attempts[2:]) == [0, 0]
     again = job.lease(1, 4)
     assert again is not None and sorted(again.tids) == [2, 3]
 
 
-def test_unknown_ids_are_stale() -> None:
+def test_unknown_ids_are_refused_before_anything_changes() -> None:
     job, _ = ledger(2)
     job.lease(0, 2)
-    assert job.accept(0, "a", [(7, 49), (-1, 1)]) == (0, 0)
-    assert job.counts["stale"] == 2
+    before = (bytes(job.state), dict(job.counts), job.final)
+    with pytest.raises(ValueError, match=r"ids 0\.\.1"):
+        job.check_results([(0, 0), (7, 49)], [])
+    with pytest.raises(ValueError, match="task -1"):
+        job.check_results([], [(-1, "x")])
+    assert (bytes(job.state), dict(job.counts), job.final) == before
+
+
+def test_classic_take_and_lose() -> None:
+    job, _ = ledger(2, protocol="classic")
+    a, b = job.take(), job.take()
+    assert (a, b) == (0, 1) and job.take() is None
+    assert job.lose(a, "lost: gone", "classic@x", "x")
+    assert not job.lose(a, "twice", "classic@x", "x")  # already final
+    job.accept(0, "y", [(b, 1)])
+    assert job.done and job.counts["lost"] == 1 and job.letters[LOST][0]["worker"] == "classic@x"
+
+
+def test_cancel_of_millions_is_fast_and_keeps_a_state_per_task() -> None:
+    n = 2_000_000
+    job = Ledger("big", JobSpec(tasks=n, batch=1000), range(n))
+    lease = job.lease(0, 1000)
+    job.accept(0, "p", [(t, t * t) for t in lease.tids])
+    job.stop("cancelled")
+    assert job.done and job.counts["dead"] == n - 1000 and job.counts["ok"] == 1000
+    assert job.state_counts()[DEAD] == n - 1000 and len(job.letters[DEAD]) == 20
+    assert job.nbytes() < 100_000  # packed once finished: no longer 2 bytes a task
+
+
+def test_finished_job_counts_late_results_as_duplicates() -> None:
+    job, _ = ledger(1)
+    job.lease(0, 1)
+    job.accept(0, "a", [(0, 0)])
+    assert job.done and job.accept(1, "b", [(0, 0)], [(0, "late")]) == (0, 2)
+    assert job.counts["duplicates"] == 2 and job.counts["ok"] == 1
 
 
 @pytest.mark.parametrize(

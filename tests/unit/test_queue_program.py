@@ -365,8 +365,9 @@ def test_hung_worker_late_results_are_duplicates_not_reported_twice(procs: Procs
     hung = procs.worker("--name", "hung", "--mode", "threads", "--concurrency", "8")
     procs.wait_workers(1)
     sub = procs.submit_bg(
-        "--kind", "io", "--size", "400", "--tasks", "40", "--batch", "8", "--lease-seconds", "1"
-    )
+        "--kind", "io", "--size", "400", "--tasks", "40", "--batch", "8", "--lease-seconds", "1",
+        "--results",
+    )  # fmt: skip
     procs.wait_done(1)  # the hung worker holds a batch of 400 ms tasks
     hung.send_signal(signal.SIGSTOP)
     procs.worker("--name", "rescuer", "--mode", "threads", "--concurrency", "8")

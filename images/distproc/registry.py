@@ -1,0 +1,116 @@
+"""The workers the master knows, across jobs: who they are, where from, and whether live."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+LIVE_SECONDS = 5.0  # a worker unseen for longer is not counted as connected
+
+
+@dataclass
+class WorkerRecord:
+    """What the master knows of one worker across jobs."""
+
+    index: int
+    wid: str
+    identity: dict[str, Any]
+    peers: set[str] = field(default_factory=set)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    left: bool = False
+
+    def live(self, now: float) -> bool:
+        """Connected: seen lately, and not gone on purpose."""
+        return not self.left and now - self.last_seen < LIVE_SECONDS
+
+
+class WorkerRegistry:
+    """Workers by id and by index (ledgers refer to a worker by its index)."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, WorkerRecord] = {}
+        self.by_index: list[WorkerRecord] = []
+        self.classic_peers: dict[str, int] = {}  # peer IP -> worker, decided per classic job
+
+    def seen(self, wid: str, peer: str) -> WorkerRecord | None:
+        """A known worker called from ``peer``: it is live again; None if unknown."""
+        rec = self.workers.get(wid)
+        if rec is not None:
+            rec.last_seen = time.monotonic()
+            rec.peers.add(peer)
+            rec.left = False
+        return rec
+
+    def join(self, wid: str, identity: dict[str, Any], peer: str) -> WorkerRecord:
+        rec = self.workers.get(wid) or self._new(wid, identity)
+        rec.identity = dict(identity)
+        self.seen(wid, peer)
+        return rec
+
+    def leave(self, wid: str) -> None:
+        rec = self.workers.get(wid)
+        if rec is not None:
+            rec.left = True
+
+    def _new(self, wid: str, identity: dict[str, Any]) -> WorkerRecord:
+        rec = WorkerRecord(len(self.by_index), wid, dict(identity))
+        rec.first_seen = rec.last_seen = time.monotonic()
+        self.workers[wid] = rec
+        self.by_index.append(rec)
+        return rec
+
+    def name(self, index: int) -> str:
+        return self.by_index[index].wid
+
+    def active(self) -> int:
+        now = time.monotonic()
+        return sum(1 for r in self.by_index if r.live(now))
+
+    def _ours_at(self, peer: str) -> list[WorkerRecord]:
+        now = time.monotonic()
+        named = (r for r in self.by_index if "name" in r.identity)
+        return [r for r in named if peer in r.peers and r.live(now)]
+
+    def classic_name(self, peer: str) -> str:
+        """Who is behind a classic connection from ``peer``, without recording anything."""
+        index = self.classic_peers.get(peer)
+        if index is not None:
+            return self.by_index[index].wid
+        ours = self._ours_at(peer)
+        return ours[0].wid if len(ours) == 1 else f"classic@{peer}"
+
+    def classic(self, peer: str) -> int:
+        """Who sent a classic result: tutorial workers send no identity, so the peer IP
+        decides. It is our own worker if exactly one live worker has said hello from that
+        IP (it keeps its identity); otherwise each peer IP counts as one worker. Attribution
+        is by IP: a tutorial worker sharing an IP with one of ours counts as ours."""
+        index = self.classic_peers.get(peer)
+        if index is None:
+            ours = self._ours_at(peer)
+            if len(ours) == 1:
+                index = ours[0].index
+            else:
+                wid = f"classic@{peer}"
+                rec = self.workers.get(wid) or self._new(wid, {"peer": peer, "protocol": "classic"})
+                index = rec.index
+            self.classic_peers[peer] = index
+        rec = self.by_index[index]
+        rec.last_seen = time.monotonic()
+        rec.peers.add(peer)
+        return index
+
+    def status(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {
+                "id": r.wid,
+                "identity": r.identity,
+                "peers": sorted(r.peers - {""}),
+                "connected": r.live(now),
+                "left": r.left,
+                "last_seen_seconds": round(now - r.last_seen, 3),
+            }
+            for r in self.by_index
+        ]
