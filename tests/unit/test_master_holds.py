@@ -1,0 +1,180 @@
+"""The master holds against careless and hostile key holders: each finding, reproduced on
+loopback with a real master process, then the fix shown to hold."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from distproc.client import broker, connect
+from harness import Procs
+
+
+def _broker(procs: Procs) -> Any:
+    return broker(connect(("127.0.0.1", procs.port), procs.key.encode(), timeout=10))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks
+
+
+def _rss_mib(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+MALFORMED = {
+    "task id a string": ([("0", 0)], [], 0.0),
+    "task id a float": ([(0.0, 0)], [], 0.0),
+    "task id None": ([(None, 0)], [], 0.0),
+    "a 3-tuple": ([(0, 0, 0)], [], 0.0),
+    "a 1-tuple error": ([], [(0,)], 0.0),
+    "busy None": ([(0, 0)], [], None),
+    "busy NaN": ([(0, 0)], [], math.nan),
+    "task id out of range": ([(10**9, 0)], [], 0.0),
+    "task id a bool": ([(True, 1)], [], 0.0),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_batch_is_refused_and_the_same_batch_sent_right_counts(
+    procs: Procs, case: str
+) -> None:
+    """One bad entry in an otherwise valid batch used to mark tasks ok without counting
+    them: the job never finished, cancel did nothing, every later submit failed."""
+    procs.master()
+    b = _broker(procs)
+    job_id = b.submit({"kind": "square", "tasks": 4, "batch": 4})
+    b.hello("attacker", {"name": "attacker"})
+    job, lease_id, _, _, tasks = b.exchange("attacker", None, [], [], 0.0, [], 4, 0.0)
+    good = [(t, p * p) for t, p in tasks]
+    oks, errors, busy = MALFORMED[case]
+    with pytest.raises(ValueError):
+        b.exchange("attacker", job, good[1:] + oks, errors, busy, [lease_id], 0, 0.0)
+    before = b.progress(job_id)
+    assert before["done"] == 0 and before["ok"] == 0, before  # nothing was half-applied
+    b.exchange("attacker", job, good, [], 0.0, [lease_id], 0, 0.0)
+    after = b.wait(job_id, 5)
+    assert after["finished"] and after["ok"] == 4, after
+    assert b.submit({"kind": "square", "tasks": 1})  # the master takes the next job
+
+
+def test_wait_nan_is_refused_and_spins_no_core(procs: Procs) -> None:
+    """``exchange(..., wait=nan)`` made its server thread spin forever, even after the
+    client had gone."""
+    master = procs.master()
+    b = _broker(procs)
+    b.hello("w", {"name": "w"})
+    for bad in (math.nan, math.inf, "1", None):
+        with pytest.raises(ValueError, match="wait"):
+            b.exchange("w", None, [], [], 0.0, [], 1, bad)
+    with pytest.raises(ValueError, match="seconds"):
+        b.wait("nope", math.nan)
+    del b
+    t0 = _cpu_seconds(master.pid)
+    time.sleep(2.0)
+    assert _cpu_seconds(master.pid) - t0 < 0.5  # idle, not a core spinning
+
+
+def test_huge_wait_is_clamped_not_held(procs: Procs) -> None:
+    procs.master()
+    b = _broker(procs)
+    b.hello("w", {"name": "w"})
+    t0 = time.monotonic()
+    assert b.exchange("w", None, [], [], 0.0, [], 0, 1e300) is None  # clamped to 30 s
+    assert time.monotonic() - t0 < 40
+
+
+def test_cancel_always_ends_the_current_job(procs: Procs) -> None:
+    procs.master()
+    b = _broker(procs)
+    job_id = b.submit({"kind": "square", "tasks": 100, "batch": 10})
+    b.hello("w", {"name": "w"})
+    b.exchange("w", None, [], [], 0.0, [], 10, 0.0)  # a lease held, never answered
+    state = b.cancel(None, "cancelled by the test")
+    assert state["finished"] and state["dead"] == 100 and state["job"] == job_id
+    rep = b.report(job_id)
+    assert rep["totals"]["dead"] == 100 and "cancelled by the test" in rep["summary"]
+    assert b.submit({"kind": "square", "tasks": 1})
+
+
+def test_classic_task_put_is_refused_in_plain_words(procs: Procs) -> None:
+    procs.master()
+    m = connect(("127.0.0.1", procs.port), procs.key.encode(), timeout=10)
+    with pytest.raises(ValueError, match="the master makes the tasks"):
+        m.get_task_queue().put(5)
+    with pytest.raises(ValueError, match="timeout"):
+        m.get_task_queue().get(True, math.nan)
+
+
+def test_memory_grows_with_what_is_in_flight_not_with_what_is_done(procs: Procs) -> None:
+    """Three 1M-task jobs left the master at 149, 274, then 392 MB resident: results were
+    kept in the job history. Now a finished task costs a state, packed once the job ends."""
+    master = procs.master()
+    procs.worker("--name", "w1")
+    procs.wait_workers(1)
+    code, rep = procs.submit("--tasks", "1000", "--batch", "1000")
+    assert code == 0
+    start = _rss_mib(master.pid)
+    for _ in range(3):
+        code, rep = procs.submit("--tasks", "1000000", "--batch", "2048", timeout=180)
+        assert code == 0 and rep["totals"]["ok"] == 1_000_000, rep["summary"]
+        assert rep["values"]["mode"] == "drop"
+    after = _rss_mib(master.pid)
+    peak = _rss_mib(master.pid, "VmHWM")
+    print(f"master RSS: start {start:.1f} MiB, after 3x1M {after:.1f} MiB, peak {peak:.1f} MiB")
+    assert after - start < 8, (start, after)
+    assert peak - start < 40, (start, peak)
+
+
+def test_streamed_results_are_read_back_and_dropped_ones_say_so(procs: Procs) -> None:
+    procs.master("--results-dir", str(procs.tmp / "results"))
+    procs.worker("--name", "w1")
+    code, rep = procs.submit("--tasks", "300", "--results")
+    assert code == 0 and rep["values"]["mode"] == "stream" and rep["values"]["written"] == 300
+    assert sorted(r["id"] for r in rep["results"]) == list(range(300))
+    assert Path(rep["values"]["path"]).parent == procs.tmp / "results"
+    code, rep = procs.submit("--tasks", "10")
+    assert code == 0 and rep["values"] == {"mode": "drop", "path": None, "written": 0}
+    r = procs.cli("report", "--master", procs.master_addr, "--results")
+    assert r.returncode == 1 and "dropped after checking" in r.stderr
+
+
+def test_tutorial_worker_killed_holding_a_task_ends_the_job_at_once(procs: Procs) -> None:
+    """A classic job whose tutorial worker died holding a task used to end only at its
+    time-out: the at-most-once lesson was shown as a hang. Now the task is lost as the
+    connection closes, and the job ends when every task is answered or lost."""
+    procs.master()
+    script = textwrap.dedent(f"""
+        import os, sys
+        from multiprocessing.managers import BaseManager
+        class M(BaseManager): pass
+        M.register('get_task_queue')
+        m = M(address=('127.0.0.1', {procs.port}), authkey={procs.key.encode()!r})
+        m.connect()
+        print(m.get_task_queue().get(timeout=20), flush=True)
+        os._exit(1)
+    """)
+    thief = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    sub = procs.submit_bg("--protocol", "classic", "--tasks", "1", "--timeout", "120")
+    taken = int(thief.stdout.readline())
+    assert thief.wait(timeout=20) == 1
+    t0 = time.monotonic()
+    out, _ = sub.communicate(timeout=60)
+    rep = json.loads(out)
+    assert sub.returncode == 3 and time.monotonic() - t0 < 10  # not the 120 s time-out
+    assert rep["totals"]["lost"] == 1 and rep["totals"]["ok"] == 0
+    [lost] = rep["lost"]
+    assert lost["id"] == 0 and lost["worker"] == "classic@127.0.0.1"
+    assert f"payload {taken}" in rep["summary"] and "classic@127.0.0.1" in rep["summary"]
