@@ -129,10 +129,11 @@ def test_pool_process_without_prctl_follows_its_parent(tmp_path: Path) -> None:
         "pools.init_pool_process(os.getppid(), None, use_prctl=False)\n"
         "print(os.getpid(), flush=True)\n"
         "time.sleep(60)\n"
-        "'''], stdout=subprocess.PIPE, text=True)\n"
+        "'''], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
         "print(child.stdout.readline().strip(), flush=True)\n"
         "os._exit(0)\n"  # the parent dies without a word; the child ignores SIGTERM anyway
     )
+    # the child's output goes to its parent only: run() returns as the parent exits
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     pid = int(r.stdout.strip())
     st = _stat(pid)
