@@ -126,7 +126,7 @@ def test_unknown_ids_are_stale() -> None:
         ({"kind": "mod:Foo.bar"}, "must be one of"),
         ({"kind": "class:run"}, "must be one of"),
         ({"protocol": "udp"}, "unknown protocol"),
-        ({"protocol": "classic", "kind": "cpu"}, "square job only"),
+        ({"protocol": "classic", "kind": "cpu"}, "only supports kind 'square'"),
         ({"tasks": -1}, "tasks must be"),
         ({"batch": 0}, "batch must be"),
         ({"lease_seconds": 0}, "lease_seconds"),
