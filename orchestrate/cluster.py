@@ -192,6 +192,8 @@ class ClusterRun:
             return e2e.check("isolation", "skipped", "no master to probe")
         port = self.cluster.master.port
         targets = [f"{ip}:{port}" for ip in inv.master.addresses.values()]
+        if not targets:
+            return e2e.check("isolation", "skipped", "the master has no address to probe")
         self.events.step(f"probing the master from a network it is not on ({', '.join(targets)})")
         return e2e.isolation(self.backend.probe(self.cluster, self.images, targets, run))
 
