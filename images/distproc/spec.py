@@ -19,7 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
 from typing import Any, TypeVar
 
-from .kinds import KIND_PATTERN, KindError, check_kind
+from .kinds import KIND_PATTERN, check_kind
 
 MAX_TASKS = 10_000_000  # the ledger keeps a few lists of this length in memory
 MAX_BATCH = 100_000  # one lease is one pickled message: keep it well under a frame's size
@@ -53,17 +53,21 @@ class Option:
     pattern: str = ""
 
 
-def option(default: T, help: str, **rest: Any) -> T:
+def option(
+    default: T,
+    help: str,
+    *,
+    flag: str = "",
+    low: Number | None = None,
+    high: Number | None = None,
+    choices: tuple[str, ...] = (),
+    check: Callable[[Any], object] | None = None,
+    pattern: str = "",
+) -> T:
     """A dataclass field with its default and its ``Option`` (typed as the default, so the
     dataclass still reads ``tasks: int = option(1000, ...)``)."""
-    return field(default=default, metadata={META_KEY: Option(help, **rest)})
-
-
-def _check_kind(kind: str) -> None:
-    try:
-        check_kind(kind)
-    except KindError as exc:
-        raise ValueError(str(exc)) from None
+    meta = Option(help, flag, low, high, choices, check, pattern)
+    return field(default=default, metadata={META_KEY: meta})
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class JobSpec:
     kind: str = option(
         "square",
         "task function: built-in 'square', 'cpu', 'io', or 'module:function'",
-        check=_check_kind,
+        check=check_kind,  # its KindError is a ValueError
         pattern=KIND_PATTERN,
     )
     tasks: int = option(1000, "number of tasks", low=0, high=MAX_TASKS)

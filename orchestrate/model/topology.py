@@ -266,7 +266,7 @@ _JobFields: type[_Model] = create_model(
 
 
 class Job(_JobFields):
-    """The job the master enqueues (its fields are ``distproc.spec.JobSpec``'s)."""
+    """The job the master enqueues: the queue program's JobSpec fields, derived from it."""
 
     def spec(self) -> dict[str, Any]:
         """The job as the queue program's ``submit`` takes it: every JobSpec field."""
