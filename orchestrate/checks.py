@@ -2,37 +2,53 @@
 
 Each check compares what the master observed (its JSON report: results per TCP peer address,
 as the server saw them) with what the engine says (each container's addresses and network
-namespace), and returns ``{"name", "ok", "evidence"}``.
+namespace), and returns ``{"name", "status", "ok", "evidence"}`` (see ``check``).
+
+A check with nothing to judge (no workers, no tasks) is ``skipped`` with the reason: a pass
+on no evidence would claim what nobody saw.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from .backends.base import ContainerInfo, ExecResult, Inventory
 
 Check = dict[str, Any]
+Status = Literal["pass", "fail", "skipped"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "skipped")
 
 
-def check(name: str, ok: bool, evidence: str) -> Check:
-    return {"name": name, "ok": bool(ok), "evidence": evidence}
+def check(name: str, status: Status, evidence: str) -> Check:
+    """The one shape of a check, shared with the queue program's own report: ``ok`` is
+    kept (``status != "fail"``) so that readers that only ask "did it fail?" stay right."""
+    if status not in STATUSES:
+        raise ValueError(f"check {name!r}: status must be one of {STATUSES}, not {status!r}")
+    return {"name": name, "status": status, "ok": status != "fail", "evidence": evidence}
+
+
+def verdict(ok: bool) -> Status:
+    """``pass`` or ``fail``: for a check that had evidence to judge."""
+    return "pass" if ok else "fail"
 
 
 def workers_connected(expected: list[str], connected: set[str], waited: float) -> Check:
     """Readiness at the application level: every worker authenticated with the master."""
+    if not expected:
+        return check("workers_connected", "skipped", "no workers in the file to wait for")
     missing = [n for n in expected if n not in connected]
     if missing:
         return check(
             "workers_connected",
-            False,
+            "fail",
             f"{len(expected) - len(missing)}/{len(expected)} workers connected after "
             f"{waited:.1f}s; never connected: {', '.join(missing)}",
         )
     return check(
         "workers_connected",
-        True,
+        "pass",
         f"{len(expected)}/{len(expected)} workers connected with the authkey in {waited:.1f}s",
     )
 
@@ -56,7 +72,10 @@ def tasks_answered_once(report: dict[str, Any]) -> Check:
         evidence += "; " + "; ".join(
             f"{n}: {own.get(n, {}).get('evidence', 'missing')}" for n in failed
         )
-    return check("tasks_answered_once", not failed and totals["ok"] == totals["tasks"], evidence)
+    elif not totals["tasks"]:
+        return check("tasks_answered_once", "skipped", "the job had no tasks to answer")
+    ok = not failed and totals["ok"] == totals["tasks"]
+    return check("tasks_answered_once", verdict(ok), evidence)
 
 
 def results_per_container(report: dict[str, Any], inv: Inventory) -> dict[str, int]:
@@ -71,10 +90,12 @@ def results_per_container(report: dict[str, Any], inv: Inventory) -> dict[str, i
 def every_worker_contributed(report: dict[str, Any], inv: Inventory, expected: list[str]) -> Check:
     tasks = report["totals"]["tasks"]
     per = results_per_container(report, inv)
+    if not expected:
+        return check("every_worker_contributed", "skipped", "no cluster workers (none in the file)")
     if tasks < len(expected):
         return check(
             "every_worker_contributed",
-            True,
+            "skipped",
             f"not required: {tasks} tasks for {len(expected)} workers",
         )
     idle = [n for n in expected if not per.get(n)]
@@ -84,7 +105,7 @@ def every_worker_contributed(report: dict[str, Any], inv: Inventory, expected: l
         shares += "; joined by hand: " + ", ".join(f"{n} {v}" for n, v in extra.items())
     return check(
         "every_worker_contributed",
-        not idle,
+        verdict(not idle),
         shares + (f"; idle: {', '.join(idle)}" if idle else ""),
     )
 
@@ -94,6 +115,8 @@ def results_crossed_the_network(report: dict[str, Any], inv: Inventory) -> Check
     not the master's, and owned by the container Docker says has it."""
     master_ips = set(inv.master.addresses.values()) if inv.master else set()
     by_peer: dict[str, int] = report.get("results_by_peer", {})
+    if not report["totals"]["tasks"] and not by_peer:
+        return check("results_crossed_the_network", "skipped", "the job had no tasks")
     good, bad = [], []
     for ip, n in sorted(by_peer.items()):
         owner = inv.owner_of(ip) if ip else None
@@ -123,11 +146,8 @@ def results_crossed_the_network(report: dict[str, Any], inv: Inventory) -> Check
         evidence += "; claimed local IP differs from the observed peer: " + ", ".join(claims)
     if bad:
         evidence += "; not from a worker: " + ", ".join(bad)
-    return check(
-        "results_crossed_the_network",
-        not bad and total == accepted and crossed == accepted and accepted > 0,
-        evidence,
-    )
+    ok = not bad and total == accepted and crossed == accepted and accepted > 0
+    return check("results_crossed_the_network", verdict(ok), evidence)
 
 
 def _claims_mismatch(report: dict[str, Any]) -> list[str]:
@@ -155,6 +175,13 @@ def separate_network_namespaces(report: dict[str, Any], inv: Inventory) -> Check
     for c in containers:
         sandboxes[c.sandbox].append(c.name)
     shared = [names for key, names in sandboxes.items() if key and len(names) > 1]
+    if not claimed and not inv.workers:
+        return check(
+            "separate_network_namespaces",
+            "skipped",
+            "no workers to compare with the master: none reported a namespace and the "
+            "cluster has no worker containers",
+        )
     evidence = (
         f"master {master_ns}; {len(set(claimed))} distinct worker namespaces "
         f"reported by {len(claimed)} workers; {len(sandboxes)} engine sandboxes for "
@@ -164,9 +191,8 @@ def separate_network_namespaces(report: dict[str, Any], inv: Inventory) -> Check
         evidence += f"; in the master's namespace: {', '.join(same)}"
     if shared:
         evidence += "; sharing a sandbox: " + "; ".join(", ".join(n) for n in shared)
-    return check(
-        "separate_network_namespaces", not same and not shared and bool(master_ns), evidence
-    )
+    ok = not same and not shared and bool(master_ns)
+    return check("separate_network_namespaces", verdict(ok), evidence)
 
 
 def isolation(probe: ExecResult) -> Check:
@@ -181,7 +207,7 @@ def isolation(probe: ExecResult) -> Check:
     if probe.exit_code not in (0, 1):
         text += f" (the probe itself failed: exit {probe.exit_code})"
     ok = probe.exit_code == 1 and bool(lines) and unreachable
-    return check("isolation", ok, f"probe on {probe.stderr or 'another network'}: {text}")
+    return check("isolation", verdict(ok), f"probe on {probe.stderr or 'another network'}: {text}")
 
 
 def job_checks(report: dict[str, Any], inv: Inventory, expected: list[str]) -> list[Check]:

@@ -173,27 +173,36 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_job_overrides(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``JobSpec`` field, spelt as the queue program spells it; unset (None)
+    unless given. Values are only converted here: the ``Job`` model checks them."""
+    from distproc.spec import job_fields
+
+    g = parser.add_argument_group("job overrides (default: the file's job)")
+    for f in job_fields():
+        if f.type is bool:
+            g.add_argument(f.flag, dest=f.name, action=argparse.BooleanOptionalAction, help=f.help)
+        else:
+            metavar = "{" + ",".join(f.choices) + "}" if f.choices else f.name.upper()
+            g.add_argument(f.flag, dest=f.name, type=f.type, metavar=metavar, help=f.help)
+
+
 def _job_overrides(args: argparse.Namespace, cluster: Cluster) -> dict[str, object]:
     """The job options given on the command line, checked against the Job model."""
+    from distproc.spec import job_fields
     from pydantic import ValidationError
 
     from .model.topology import Job
 
-    overrides = {
-        k: v
-        for k, v in (
-            ("kind", args.kind),
-            ("tasks", args.tasks),
-            ("size", args.size),
-            ("protocol", args.protocol),
-            ("batch", args.batch),
-        )
-        if v is not None
-    }
+    flags = {f.name: f.flag for f in job_fields()}
+    overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     try:
         Job.model_validate({**cluster.job.model_dump(), **overrides})
     except ValidationError as exc:
-        problems = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{flags.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'job'}: {e['msg']}"
+            for e in exc.errors()
+        )
         raise UsageError(f"job: {problems}") from None
     return overrides
 
@@ -328,11 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("job", help="run another job on the running cluster")
     _add_file_option(p)
-    p.add_argument("--kind", help="square, cpu, io or module:function")
-    p.add_argument("--tasks", type=int)
-    p.add_argument("--size", type=int)
-    p.add_argument("--batch", type=int)
-    p.add_argument("--protocol", choices=("leased", "classic"))
+    _add_job_overrides(p)
     p.add_argument("--job-timeout", type=float, default=900.0, metavar="S")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.set_defaults(func=cmd_job)

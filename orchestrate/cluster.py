@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from distproc.spec import spec_argv
+
 from . import checks as e2e
 from .backends.base import Backend, Images, Inventory
 from .events import Events
@@ -22,10 +24,6 @@ from .state import ensure_authkey, save_report
 
 T = TypeVar("T")
 READY_POLL = 0.5
-JOB_OPTIONS = (
-    "protocol", "kind", "tasks", "size", "seed", "batch", "lease_seconds", "task_timeout",
-    "max_attempts",
-)  # fmt: skip
 
 
 class JobFailed(OrchestrateError):
@@ -153,17 +151,17 @@ class ClusterRun:
 
     # -- jobs --------------------------------------------------------------------------------
     def job(self, overrides: dict[str, Any] | None = None, timeout: float = 900.0) -> Outcome:
-        """Run a job on the running cluster, follow it, and check its report."""
+        """Run a job on the running cluster, follow it, and check its report.
+
+        Every field of the spec goes on the command line, even at its default: the master
+        container never fills one in on its own.
+        """
         spec = {**self.cluster.job.spec(), **(overrides or {})}
         self.events.step(
             f"running the job: {spec['tasks']} {spec['kind']} tasks ({spec['protocol']})"
         )
         argv = ["submit", "--master", self._master_addr, "--progress", "json"]
-        argv += ["--timeout", str(timeout)]
-        for key in JOB_OPTIONS:
-            argv += [f"--{key.replace('_', '-')}", str(spec[key])]
-        if not spec.get("retry_errors", True):
-            argv.append("--no-retry-errors")
+        argv += ["--timeout", str(timeout), *spec_argv(spec)]
         before = self.backend.inventory(self.cluster.name)
         try:
             res = self.backend.exec_master(self.cluster.name, argv, self._on_job_line)
@@ -191,9 +189,11 @@ class ClusterRun:
     def isolation(self, run: str, inv: Inventory | None) -> dict[str, Any]:
         """The probe: from a network the master is not on, its port must be unreachable."""
         if inv is None or inv.master is None or self.images is None:
-            return e2e.check("isolation", False, "no master to probe")
+            return e2e.check("isolation", "skipped", "no master to probe")
         port = self.cluster.master.port
         targets = [f"{ip}:{port}" for ip in inv.master.addresses.values()]
+        if not targets:
+            return e2e.check("isolation", "skipped", "the master has no address to probe")
         self.events.step(f"probing the master from a network it is not on ({', '.join(targets)})")
         return e2e.isolation(self.backend.probe(self.cluster, self.images, targets, run))
 

@@ -25,6 +25,9 @@ NETWORK = f"{PREFIX}.network"
 INPUTS = f"{PREFIX}.inputs"
 #: The image a container runs (master and workers).
 IMAGE = f"{PREFIX}.image"
+#: On the master: the image its workers run. A worker joined by hand needs it, and before
+#: any worker container exists, the master is the only place to read it from.
+WORKER_IMAGE = f"{PREFIX}.worker_image"
 #: On containers the e2e tests start by hand (the orchestrator never sets it).
 TEST = f"{PREFIX}.test"
 #: The master's port, and the host path of the key file it mounts (a path, never the key).

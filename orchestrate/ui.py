@@ -90,10 +90,19 @@ class ConsoleEvents:
             self._tasks.clear()
 
 
+_MARKS = {
+    "pass": "[green]PASS[/green]",
+    "fail": "[red]FAIL[/red]",
+    "skipped": "[yellow]SKIP[/yellow]",
+}
+
+
 def print_checks(console: Console, checks: list[dict[str, Any]]) -> None:
-    """One line per check: PASS/FAIL, its name and its evidence."""
+    """One line per check: PASS, FAIL or SKIP (never PASS for a check that judged nothing),
+    its name and its evidence (or why it was skipped)."""
     for c in checks:
-        mark = "[green]PASS[/green]" if c["ok"] else "[red]FAIL[/red]"
+        status = c.get("status") or ("pass" if c["ok"] else "fail")  # a report's older checks
+        mark = _MARKS.get(status, "[red]FAIL[/red]")
         console.print(f"{mark} {c['name']}: ", end="")
         console.print(c["evidence"], markup=False, highlight=False)
 

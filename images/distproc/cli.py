@@ -20,7 +20,7 @@ from typing import Any
 from .auth import AuthkeyError, read_authkey
 from .broker import JobError
 from .client import LINK_ERRORS, Unreachable, broker, connect, parse_address
-from .spec import make_spec
+from .spec import JobField, job_fields, make_spec
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -44,66 +44,55 @@ def _number(kind: type, low: float, high: float | None = None) -> Any:
 
 
 PORT = _number(int, 0, 65535)
-COUNT = _number(int, 0)
 POSITIVE = _number(int, 1)
 SECONDS = _number(float, 0.001, 366 * 86400)
 
 
 def _job_args(p: argparse.ArgumentParser, tasks_default: int | None) -> None:
+    """The job flags, one per ``JobSpec`` field: spelling, default, help and checks all come
+    from the field, so a field added there is a flag here. ``tasks_default`` differs by
+    command: ``master`` runs no job unless given ``--tasks``; ``submit`` runs 1000 tasks."""
     g = p.add_argument_group("job")
-    g.add_argument("--protocol", choices=("leased", "classic"), default="leased")
-    g.add_argument(
-        "--kind", default="square", help="square, cpu, io, or module:function (default square)"
-    )
-    g.add_argument("--tasks", type=COUNT, default=tasks_default, help="number of tasks")
-    g.add_argument(
-        "--size", type=COUNT, default=0, help="cpu: count primes below SIZE; io: wait SIZE ms"
-    )
-    g.add_argument("--seed", type=int, default=1)
-    g.add_argument("--batch", type=POSITIVE, default=256, help="most tasks per lease")
-    g.add_argument(
-        "--lease-seconds",
-        type=SECONDS,
-        default=10.0,
-        help="a lease not renewed by heartbeat within this expires",
-    )
-    g.add_argument(
-        "--task-timeout",
-        type=SECONDS,
-        default=600.0,
-        help="heartbeats renew a lease for at most this long in all: a task that "
-        "hangs in a live worker is taken back then (default %(default)s)",
-    )
-    g.add_argument(
-        "--max-attempts",
-        type=POSITIVE,
-        default=3,
-        help="attempts (errors, crashes, expired leases) before dead-lettering",
-    )
-    g.add_argument(
-        "--no-retry-errors",
-        dest="retry_errors",
-        action="store_false",
-        help="a task that raises is final (failed) instead of retried",
-    )
+    for f in job_fields():
+        default = tasks_default if f.name == "tasks" else f.default
+        if f.type is bool:
+            g.add_argument(
+                f.flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=f"{f.help} (default %(default)s)",
+            )
+            continue
+        g.add_argument(
+            f.flag,
+            dest=f.name,
+            type=_checked(f),
+            default=default,
+            metavar="{" + ",".join(f.choices) + "}" if f.choices else f.name.upper(),
+            help=f"{f.help} (default %(default)s)",
+        )
+
+
+def _checked(f: JobField) -> Any:
+    """An argparse type: the field's own parse-and-check, its ValueError a usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            return f.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = f.name  # argparse names the type in some messages
+    return parse
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
-    names = (
-        "kind",
-        "tasks",
-        "size",
-        "seed",
-        "protocol",
-        "batch",
-        "lease_seconds",
-        "task_timeout",
-        "max_attempts",
-        "retry_errors",
-    )
-    spec = {name: getattr(args, name) for name in names}
-    if getattr(args, "results", False):
-        spec["results"] = "stream"  # a report that lists every result needs them kept
+    """The job spec the flags give; ``submit --results`` (every task in the report) implies
+    ``results="stream"``: only a streamed job keeps its result values to report."""
+    spec = {f.name: getattr(args, f.name) for f in job_fields()}
+    if getattr(args, "include_results", False):
+        spec["results"] = "stream"
     return spec
 
 
@@ -142,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--results-dir",
         default=None,
-        help="where jobs with results: stream write <job>.jsonl (default: the temp dir)",
+        help="where jobs with results: stream write their JSON lines (default: the temp dir)",
     )
     _job_args(m, tasks_default=None)
 
@@ -175,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--payloads", help="JSON file with a list of payloads (instead of --tasks)")
     s.add_argument("--timeout", type=SECONDS, default=None, help="cancel the job after SECONDS")
     s.add_argument("--progress", choices=("auto", "bar", "plain", "json", "none"), default="auto")
-    s.add_argument("--results", action="store_true", help="include every task in the report")
+    s.add_argument(
+        "--results",
+        dest="include_results",
+        action="store_true",
+        help="include every task in the report (implies --results-mode stream)",
+    )
 
     r = sub.add_parser("report", help="print the JSON report of a job (the last by default)")
     _client_args(r)
@@ -294,7 +288,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         progress=ProgressPrinter(args.progress),
         connect_timeout=args.connect_timeout,
-        results=args.results,
+        results=args.include_results,
     )
     _print_json(rep)
     return EXIT_OK if rep["ok"] else EXIT_CHECK

@@ -102,7 +102,9 @@ class Inventory:
         return ""
 
     def as_status(self) -> dict[str, Any]:
-        """The ``status --json`` document."""
+        """The ``status --json`` document. ``images`` always has ``master`` and ``worker``
+        ("" when unknown): a user joining a worker by hand reads ``images.worker``, and
+        does so exactly when no worker container exists yet."""
         return {
             "cluster": self.cluster,
             "run": self.run,
@@ -119,7 +121,7 @@ class Inventory:
                 "state": self.master.state,
             },
             "workers": [w.as_json() for w in self.workers],
-            "images": self.images,
+            "images": {"master": "", "worker": "", **self.images},
             "authkey_file": self.authkey_file,
         }
 

@@ -168,6 +168,7 @@ class DockerBackend(Backend):
                 port=str(cluster.master.port),
                 authkey_file=str(keyfile),
                 image=images.master,
+                worker_image=images.worker,
             ),
         )
         slots = list(cluster.iter_workers())
@@ -253,6 +254,9 @@ class DockerBackend(Backend):
                 inv.port = int(c.labels.get(labels.PORT, "0"))
                 inv.authkey_file = c.labels.get(labels.AUTHKEY_FILE, "")
                 inv.images["master"] = c.labels.get(labels.IMAGE, "")
+                # a master from before WORKER_IMAGE: this backend runs one image for both
+                worker_image = c.labels.get(labels.WORKER_IMAGE) or inv.images["master"]
+                inv.images.setdefault("worker", worker_image)
             elif role == labels.ROLE_WORKER:
                 inv.workers.append(info)
                 inv.images["worker"] = c.labels.get(labels.IMAGE, "")

@@ -131,7 +131,10 @@ def _message(err: ErrorDetails) -> str:
         return message
     if kind in _BOUNDS:
         bound = next(iter(ctx.values()))
-        return f"must be {_BOUNDS[kind]} {bound:g}, got {value!r}"
+        shown = bound if isinstance(bound, int) else f"{bound:g}"  # a 64-bit bound in full
+        return f"must be {_BOUNDS[kind]} {shown}, got {value!r}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {value!r}"
     if kind == "too_short":
         return f"must list at least {ctx.get('min_length')} item(s)"
     if kind == "literal_error":

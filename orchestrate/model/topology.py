@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, NamedTuple
 
 from distproc.kinds import BUILTIN as BUILTIN_KINDS
-from distproc.kinds import KIND_PATTERN, KindError, check_kind
-from distproc.spec import MAX_TASKS
+from distproc.spec import JobField, check_protocol_kind, job_fields
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,6 +21,7 @@ from pydantic import (
     PlainValidator,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -220,54 +220,67 @@ class WorkerGroup(_Model):
     resources: Resources = Field(default_factory=Resources, description="Container limits.")
 
 
-class Job(_Model):
-    """The job the master enqueues."""
+def _job_field(f: JobField) -> tuple[Any, Any]:
+    """A pydantic (annotation, FieldInfo) pair for one ``JobSpec`` field: its type (a Literal
+    for choices), default, description, bounds and extra rule, all read from the field."""
+    annotation: Any = Literal[f.choices] if f.choices else f.type
+    if f.option.check is not None:
+        annotation = Annotated[annotation, AfterValidator(_as_validation(f.option.check))]
+    extra: dict[str, Any] = dict(_JOB_SCHEMA_EXTRA.get(f.name, {}))
+    if f.option.pattern:
+        extra["pattern"] = f.option.pattern  # documented, not enforced: check gives the message
+    number: dict[str, Any] = {"ge": f.low, "le": f.high}
+    if f.type is float:
+        number["allow_inf_nan"] = False
+    description = f.help[0].upper() + f.help[1:] + "."  # a sentence, as the other fields'
+    info = Field(f.default, description=description, json_schema_extra=extra or None, **number)
+    return annotation, info
 
-    protocol: Literal["leased", "classic"] = Field(
-        "leased",
-        description="'leased': tasks are leased and re-queued if a worker dies; "
-        "'classic': the plain multiprocessing.managers example (kind 'square' only).",
-    )
-    kind: str = Field(
-        "square",
-        description="Task function: built-in 'square', 'cpu', 'io', or 'module:function'.",
-        json_schema_extra={"pattern": KIND_PATTERN, "examples": [*BUILTIN_KINDS, "pkg.mod:func"]},
-    )
-    tasks: int = Field(1000, ge=0, le=MAX_TASKS, description="Number of tasks.")
-    size: int = Field(
-        0, ge=0, description="Per-task size: 'cpu' counts primes below it, 'io' waits it in ms."
-    )
-    seed: int = Field(1, description="Seed for generating task inputs.")
-    batch: int = Field(256, ge=1, description="Most tasks leased per round trip.")
-    lease_seconds: float = Field(
-        10.0, gt=0, description="A lease not renewed by heartbeat in time expires."
-    )
-    task_timeout: float = Field(
-        600.0,
-        gt=0,
-        description="Heartbeats renew a lease for at most this long in all: a task "
-        "that hangs in a live worker is taken back then.",
-    )
-    max_attempts: int = Field(
-        3, ge=1, description="Attempts (errors, crashes, expired leases) before dead-lettering."
-    )
-    retry_errors: bool = Field(
-        True, description="Retry a task that raised (true) or mark it failed at once (false)."
-    )
+
+def _as_validation(check: Callable[[Any], object]) -> Callable[[Any], Any]:
+    """A spec rule (raising ValueError) as a validator whose message is shown verbatim."""
+
+    def validate(value: Any) -> Any:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        return value
+
+    return validate
+
+
+#: Schema decoration only (editors offer these): no rule lives here.
+_JOB_SCHEMA_EXTRA: dict[str, dict[str, Any]] = {
+    "kind": {"examples": [*BUILTIN_KINDS, "pkg.mod:func"]}
+}
+
+#: Every ``JobSpec`` field, derived; ``Job`` adds the cross-field rule and orchestrate-only
+#: fields (none yet).
+_JobFields: type[_Model] = create_model(
+    "_JobFields",
+    __base__=_Model,
+    __module__=__name__,
+    **{f.name: _job_field(f) for f in job_fields()},
+)
+
+
+class Job(_JobFields):
+    """The job the master enqueues: the queue program's JobSpec fields, derived from it."""
 
     def spec(self) -> dict[str, Any]:
-        """The job as the queue program's ``submit`` takes it."""
-        return self.model_dump(mode="json")
+        """The job as the queue program's ``submit`` takes it: every JobSpec field."""
+        return {f.name: getattr(self, f.name) for f in job_fields()}
 
     @field_validator("kind")
     @classmethod
-    def _check_kind(cls, value: str, info: ValidationInfo) -> str:
-        try:
-            check_kind(value)  # the queue program's own rule, so both agree
-        except KindError as exc:
-            raise fail(str(exc)) from None
-        if info.data.get("protocol") == "classic" and value != "square":
-            raise fail(f"the classic protocol only supports kind 'square', not {value!r}")
+    def _check_kind_fits_protocol(cls, value: str, info: ValidationInfo) -> str:
+        protocol = info.data.get("protocol")  # absent if it was itself invalid
+        if protocol is not None:
+            try:
+                check_protocol_kind(protocol, value)  # the queue program's own rule
+            except ValueError as exc:
+                raise fail(str(exc)) from None
         return value
 
 

@@ -206,3 +206,97 @@ def test_a_worker_gone_during_the_job_keeps_its_addresses() -> None:
     assert merged.owner_of("198.18.2.3").name == "c-b-0"
     assert merged.workers[-1].state == "gone"
     assert all(c["ok"] for c in checks.job_checks(report(), merged, EXPECTED))
+
+
+# -- a check with nothing to judge is skipped, never passed ---------------------------------
+
+
+def test_check_has_one_shape_and_ok_means_not_failed() -> None:
+    for status, ok in (("pass", True), ("fail", False), ("skipped", True)):
+        c = checks.check("x", status, "why")
+        assert c == {"name": "x", "status": status, "ok": ok, "evidence": "why"}
+    with pytest.raises(ValueError):
+        checks.check("x", "passed", "")  # type: ignore[arg-type]
+
+
+def test_good_and_bad_evidence_say_pass_and_fail() -> None:
+    assert {c["status"] for c in checks.job_checks(report(), inventory(), EXPECTED)} == {"pass"}
+    rep = report()
+    rep["totals"]["ok"] = 9
+    assert checks.tasks_answered_once(rep)["status"] == "fail"
+
+
+def test_readiness_with_no_workers_to_wait_for_is_skipped() -> None:
+    c = checks.workers_connected([], set(), 0.1)
+    assert c["status"] == "skipped" and c["ok"] and "no workers" in c["evidence"]
+
+
+def test_contribution_with_no_cluster_workers_is_skipped() -> None:
+    """Before: a pass whose evidence was "" or began with "; joined by hand"."""
+    for inv in (inventory(), Inventory("c")):
+        c = checks.every_worker_contributed(report(), inv, [])
+        assert c["status"] == "skipped" and c["evidence"] and not c["evidence"].startswith(";")
+
+
+def test_contribution_not_required_is_skipped_not_passed() -> None:
+    rep = report()
+    rep["totals"]["tasks"] = 1
+    rep["results_by_peer"] = {"198.18.1.3": 1}
+    c = checks.every_worker_contributed(rep, inventory(), EXPECTED)
+    assert c["status"] == "skipped" and "not required" in c["evidence"]
+
+
+def test_namespaces_with_no_workers_at_all_are_skipped() -> None:
+    rep = report()
+    rep["workers"] = []
+    inv = inventory()
+    inv.workers = []
+    c = checks.separate_network_namespaces(rep, inv)
+    assert c["status"] == "skipped" and "no workers" in c["evidence"]
+
+
+def _empty_job() -> dict[str, Any]:
+    rep = report()
+    rep["totals"] = {"tasks": 0, "ok": 0, "failed": 0, "dead": 0, "duplicates": 0}
+    rep["results_by_peer"] = {}
+    return rep
+
+
+def test_a_job_with_no_tasks_judges_nothing() -> None:
+    answered = checks.tasks_answered_once(_empty_job())
+    crossed = checks.results_crossed_the_network(_empty_job(), inventory())
+    assert answered["status"] == crossed["status"] == "skipped"
+    assert "no tasks" in answered["evidence"] and "no tasks" in crossed["evidence"]
+
+
+def test_a_job_with_no_tasks_still_fails_on_the_master_own_failed_check() -> None:
+    rep = _empty_job()
+    rep["checks"][0]["ok"] = False
+    assert checks.tasks_answered_once(rep)["status"] == "fail"
+
+
+def test_isolation_with_nothing_to_probe_is_skipped() -> None:
+    from orchestrate.cluster import ClusterRun
+    from orchestrate.events import NullEvents
+    from orchestrate.model import load_cluster_text
+
+    cluster = load_cluster_text(
+        "name: c\nnetworks: [{name: lan, subnet: 198.18.5.0/28}]\nmaster: {networks: [lan]}\n"
+    )
+    run = ClusterRun(cluster, None, NullEvents())  # type: ignore[arg-type]
+    assert run.isolation("r", None)["status"] == "skipped"
+
+
+def test_skipped_prints_skip_and_json_keeps_the_status() -> None:
+    from rich.console import Console
+
+    from orchestrate.cluster import Outcome
+    from orchestrate.ui import print_checks
+
+    out = Outcome([checks.check("a", "pass", "e1"), checks.check("b", "skipped", "no workers")])
+    console = Console(record=True, width=200, no_color=True)
+    print_checks(console, out.checks)
+    text = console.export_text()
+    assert "PASS a: e1" in text and "SKIP b: no workers" in text and "PASS b" not in text
+    assert [c["status"] for c in out.as_json()["checks"]] == ["pass", "skipped"]
+    assert out.ok and out.failed() == []

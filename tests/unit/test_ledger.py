@@ -178,7 +178,7 @@ def test_finished_job_counts_late_results_as_duplicates() -> None:
         ({"kind": "mod:Foo.bar"}, "must be one of"),
         ({"kind": "class:run"}, "must be one of"),
         ({"protocol": "udp"}, "unknown protocol"),
-        ({"protocol": "classic", "kind": "cpu"}, "square job only"),
+        ({"protocol": "classic", "kind": "cpu"}, "only supports kind 'square'"),
         ({"tasks": -1}, "tasks must be"),
         ({"batch": 0}, "batch must be"),
         ({"lease_seconds": 0}, "lease_seconds"),
