@@ -6,7 +6,7 @@ import logging
 import threading
 
 from .broker import Broker, ClassicResults, ClassicTasks
-from .server import GuardedServer, MasterManager, make_server
+from .server import GuardedServer, MasterManager, ServerLimits, make_server
 
 log = logging.getLogger("distproc.master")
 
@@ -56,10 +56,17 @@ MasterManager.register(
 class Master:
     """A running master: ``start()`` serves in background threads, ``stop()`` ends them."""
 
-    def __init__(self, host: str, port: int, authkey: bytes, reap_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        authkey: bytes,
+        reap_interval: float = 0.2,
+        limits: ServerLimits | None = None,
+    ) -> None:
         global _broker
         self.broker = _broker = Broker()
-        self.server: GuardedServer = make_server((host, port), authkey)
+        self.server: GuardedServer = make_server((host, port), authkey, limits)
         self.address = self.server.address
         self.reap_interval = reap_interval
         self._stopping = threading.Event()
