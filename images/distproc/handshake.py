@@ -132,8 +132,9 @@ class Handshake:
             (size,) = struct.unpack_from("!Q", self._in, 4)
             start = 12
         if size < 0 or size > limit:
-            what = "request" if self._step == 3 else "handshake message"
-            raise NotAClient(f"a {what} of {size} bytes (at most {limit})")
+            if self._step == 3:
+                raise NotAClient(f"a request of {size} bytes, over {limit >> 20} MiB")
+            raise NotAClient(f"a handshake message of {size} bytes (at most {limit})")
         if len(self._in) < start + size:
             return None
         message = bytes(self._in[start : start + size])

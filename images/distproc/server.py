@@ -50,6 +50,7 @@ log = logging.getLogger("distproc.master")
 _local = threading.local()
 BACKLOG = 256
 MIB = 1024 * 1024
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 _ACCEPTS_PER_ROUND = 64  # so that a burst of connects cannot starve handshakes in progress
 
 
@@ -100,14 +101,15 @@ class GuardedConnection:
         try:
             buf = self._conn.recv_bytes(self._max)
         except OSError:
-            # recv_bytes(maxlength) closes the connection and raises OSError on a message
-            # over maxlength, before reading its body; any other OSError leaves it open
-            if self._conn.closed:
+            # recv_bytes(maxlength) raises OSError on a message over maxlength, before reading
+            # its body, and marks the connection unreadable; any other OSError does not
+            if self._conn.closed or not self._conn.readable:
                 log.warning(
                     "dropped %s:%d: a request over %d MiB (--max-request-mib)",
                     *self.peer,
                     self._max // MIB,
                 )
+            self._conn.close()
             raise EOFError("connection lost or request over-size") from None
         try:
             return pickle.loads(buf)
@@ -157,6 +159,8 @@ class GuardedServer(Server):
         self._served_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._hooks: list[Callable[[int], None]] = []
+        # serve_forever() makes its own (3.11); one from the start lets accepter() run alone
+        self.stop_event = threading.Event()
         self.refusals = PeerLogLimiter(log, self.limits.refusal_log_interval)
 
     # -- interface ---------------------------------------------------------------------------
@@ -256,11 +260,18 @@ class GuardedServer(Server):
                 del hs.out[: p.sock.send(hs.out)]
             if mask & selectors.EVENT_READ:
                 data = p.sock.recv(65536)
+                if _QUICKACK is not None:
+                    # ACK at once: a client without TCP_NODELAY (the stdlib's) holds its
+                    # first request, written right after #WELCOME#, until it sees our ACK
+                    p.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
                 if not data:
                     self._drop(sel, p, None)  # EOF: a port probe, or a client giving up
                     return
                 hs.feed(data)
         except (BlockingIOError, InterruptedError):
+            return
+        except (ConnectionResetError, BrokenPipeError):
+            self._drop(sel, p, None)  # as EOF: a port probe that closed before our challenge
             return
         except AuthFailed as exc:
             with contextlib.suppress(OSError):
