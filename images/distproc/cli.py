@@ -120,7 +120,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--handshake-timeout",
         type=SECONDS,
         default=5.0,
-        help="drop a client that has not authenticated within this many seconds",
+        help="drop a client that has not authenticated and sent its first request within "
+        "this many seconds (default %(default)s)",
+    )
+    m.add_argument(
+        "--max-connections",
+        type=POSITIVE,
+        default=200,
+        help="authenticated connections served at once, one thread each; past it a new "
+        "connection is closed at once (default %(default)s: fits the master's pids 256)",
+    )
+    m.add_argument(
+        "--max-handshakes",
+        type=POSITIVE,
+        default=64,
+        help="connections in the handshake at once (default %(default)s)",
+    )
+    m.add_argument(
+        "--max-handshakes-per-peer",
+        type=POSITIVE,
+        default=16,
+        help="of those, from one IP address (default %(default)s)",
+    )
+    m.add_argument(
+        "--refusal-log-interval",
+        type=_number(float, 0.0, 86400),
+        default=10.0,
+        help="log refused or dropped clients once per peer IP per this many seconds, with "
+        "a count of the lines held back (0: every one; default %(default)s)",
+    )
+    m.add_argument(
+        "--max-request-mib",
+        type=POSITIVE,
+        default=64,
+        help="a request larger than this closes its connection (default %(default)s)",
     )
     m.add_argument(
         "--exit-when-done",
@@ -207,8 +240,15 @@ def cmd_master(args: argparse.Namespace) -> int:
     from .master import Master
 
     key = read_authkey(args.authkey_file)
-    server.GuardedServer.handshake_timeout = args.handshake_timeout
-    master = Master(args.host, args.port, key, results_dir=args.results_dir).start()
+    limits = server.ServerLimits(
+        max_connections=args.max_connections,
+        max_handshakes=args.max_handshakes,
+        max_handshakes_per_peer=args.max_handshakes_per_peer,
+        handshake_timeout=args.handshake_timeout,
+        max_request=args.max_request_mib * server.MIB,
+        refusal_log_interval=args.refusal_log_interval,
+    )
+    master = Master(args.host, args.port, key, limits=limits, results_dir=args.results_dir).start()
     stop = _stop_on_signals()
     try:
         if args.tasks is not None:

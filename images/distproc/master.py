@@ -7,7 +7,7 @@ import threading
 
 from .broker import Broker
 from .classic import ClassicResults, ClassicTasks
-from .server import GuardedServer, MasterManager, make_server
+from .server import GuardedServer, MasterManager, ServerLimits, make_server
 
 log = logging.getLogger("distproc.master")
 
@@ -57,11 +57,18 @@ MasterManager.register(
 class Master:
     """A running master: ``start()`` serves in background threads, ``stop()`` ends them."""
 
-    def __init__(self, host: str, port: int, authkey: bytes, reap_interval: float = 0.2,
-                 results_dir: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        authkey: bytes,
+        reap_interval: float = 0.2,
+        limits: ServerLimits | None = None,
+        results_dir: str | None = None,
+    ) -> None:
         global _broker
         self.broker = _broker = Broker(results_dir=results_dir)
-        self.server: GuardedServer = make_server((host, port), authkey)
+        self.server: GuardedServer = make_server((host, port), authkey, limits)
         self.server.add_disconnect_hook(self.broker.connection_closed)
         self.address = self.server.address
         self.reap_interval = reap_interval

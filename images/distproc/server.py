@@ -1,47 +1,76 @@
 """A hardened ``multiprocessing.managers`` server.
 
-The stdlib server authenticates each connection in its own thread with no time bound, so a
-client that connects and says nothing holds a thread forever, and it answers garbage with a
-traceback and keeps the connection. This server:
+The stdlib server starts a thread per accepted connection and authenticates in it with no
+time bound: a client that connects and says nothing holds a thread forever, and enough of
+them (a few hundred idle sockets, past the container's ``pids`` limit) make
+``Thread.start()`` fail in the accepter, which then dies and the master accepts nobody
+again. This server:
 
-- bounds the handshake and the first request in all (one watchdog thread), so a client that
-  says nothing, or trickles bytes, is dropped;
-- drops, with one log line, a client with the wrong authkey, random bytes, an HTTP request or a
-  payload that cannot be unpickled, and keeps serving everyone else;
-- records the TCP peer address of every connection, as the server sees it, in a thread-local
-  that the shared objects read (``current_peer()``): results are attributed to the address
-  they really arrived from, not to what a worker claims.
+- accepts and runs every handshake (both challenges and the first request) in ONE selector
+  thread, non-blocking, each bounded as a whole by ``handshake_timeout``, so a client that
+  says nothing, or trickles bytes, holds no thread and is dropped in time;
+- caps the connections in the handshake (overall and per peer IP) and the connections it
+  serves (one thread each); past a cap a new connection is closed at once;
+- hands only authenticated connections, with their first request, to serving threads, and
+  bounds the size of every request (``max_request``): an over-size one closes that
+  connection, not the master;
+- drops, with one log line per peer per interval, a client with the wrong authkey, random
+  bytes, an HTTP request or a payload that cannot be unpickled, and keeps serving everyone;
+- records the TCP peer address and a connection id of every connection in a thread-local
+  that the shared objects read (``current_peer()``, ``current_connection()``), and calls
+  ``add_disconnect_hook`` hooks when a served connection ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import pickle
+import selectors
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing import connection
 from multiprocessing.managers import BaseManager, Server
 from traceback import format_exc
 from typing import Any
 
-from .tcp import set_nodelay, shut_down, socket_of
+from .handshake import AuthFailed, Handshake, NotAClient
+from .ratelimit import PeerLogLimiter
+from .stdlib_private import SERVE_EXITS_WITH, listening_socket, public_requests
+from .tcp import set_nodelay
 
 log = logging.getLogger("distproc.master")
 
 _local = threading.local()
-HANDSHAKE_TIMEOUT = 5.0
 BACKLOG = 256
+MIB = 1024 * 1024
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+_ACCEPTS_PER_ROUND = 64  # so that a burst of connects cannot starve handshakes in progress
 
 
-_connection_ids = itertools.count(1)
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much the server takes on at once.
 
+    The defaults fit the default master container (``pids: 256``): each served connection
+    is a thread, the master has about five of its own, and ``orchestrate job`` runs a
+    submit process in the same container, so 200 served connections leave ~50 spare.
+    Handshakes take no thread, only a socket and at most a few hundred bytes each until
+    authenticated.
+    """
 
-def current_connection() -> int:
-    """The id of the connection the current request arrived on (0 outside a request)."""
-    return getattr(_local, "conn", 0)
+    max_connections: int = 200
+    max_handshakes: int = 64
+    max_handshakes_per_peer: int = 16
+    handshake_timeout: float = 5.0
+    max_request: int = 64 * MIB
+    refusal_log_interval: float = 10.0
 
 
 def current_peer() -> str:
@@ -49,28 +78,39 @@ def current_peer() -> str:
     return getattr(_local, "peer", "")
 
 
-def _peer_of(conn: connection.Connection) -> tuple[str, int]:
-    with socket_of(conn.fileno()) as s:
-        try:
-            host, port = s.getpeername()[:2]
-        except OSError:
-            return ("?", 0)
-    return (host, port)
-
-
-class _Dropped(Exception):
-    """Raised to end a connection that sent something unreadable."""
+def current_connection() -> int:
+    """A unique id (>0) of the connection the current request arrived on (0 outside one)."""
+    return getattr(_local, "conn", 0)
 
 
 class GuardedConnection:
-    """A server-side connection that drops, with one log line, requests it cannot unpickle."""
+    """A served connection that bounds and unpickles requests, dropping with one log line
+    a request that is over-size or cannot be unpickled (``serve_client`` reads through it).
 
-    def __init__(self, conn: connection.Connection, peer: tuple[str, int]) -> None:
+    Not rate-limited: only a client holding the authkey gets here, and the worker gives up
+    on a result the master keeps refusing after a few tries."""
+
+    def __init__(
+        self, conn: connection.Connection, peer: tuple[str, int], max_request: int
+    ) -> None:
         self._conn = conn
         self.peer = peer
+        self._max = max_request
 
     def recv(self) -> Any:
-        buf = self._conn.recv_bytes()
+        try:
+            buf = self._conn.recv_bytes(self._max)
+        except OSError:
+            # recv_bytes(maxlength) raises OSError on a message over maxlength, before reading
+            # its body, and marks the connection unreadable; any other OSError does not
+            if self._conn.closed or not self._conn.readable:
+                log.warning(
+                    "dropped %s:%d: a request over %d MiB (--max-request-mib)",
+                    *self.peer,
+                    self._max // MIB,
+                )
+            self._conn.close()
+            raise EOFError("connection lost or request over-size") from None
         try:
             return pickle.loads(buf)
         except Exception as exc:
@@ -85,137 +125,288 @@ class GuardedConnection:
         return getattr(self._conn, name)
 
 
+@dataclass
+class _Pending:
+    """A connection still in its handshake."""
+
+    sock: socket.socket
+    peer: tuple[str, int]
+    deadline: float
+    handshake: Handshake
+
+
 class GuardedServer(Server):
-    """``multiprocessing.managers.Server`` with a bounded handshake and peer tracking."""
+    """``multiprocessing.managers.Server`` with a selector-run handshake, caps, peer and
+    connection tracking (see the module docstring)."""
 
-    handshake_timeout = HANDSHAKE_TIMEOUT
-
-    def __init__(self, registry: dict, address: tuple[str, int], authkey: bytes) -> None:
+    def __init__(
+        self,
+        registry: dict,
+        address: tuple[str, int],
+        authkey: bytes,
+        limits: ServerLimits | None = None,
+    ) -> None:
         super().__init__(registry, address, authkey, "pickle")
-        self.watchdog = HandshakeWatchdog()
-        self._disconnect_hooks: list[Callable[[int], None]] = []
+        self.limits = limits or ServerLimits()
+        self.handshake_timeout = self.limits.handshake_timeout
+        self._public = public_requests(self)
         # the stdlib listens with a backlog of 16 (3.11): too few when 64 workers start at once
-        self.listener._listener._socket.listen(BACKLOG)
+        self._lsock = listening_socket(self.listener)
+        self._lsock.listen(BACKLOG)
+        self._pending: dict[int, _Pending] = {}  # by fd
+        self._per_peer: Counter[str] = Counter()
+        self._served = 0
+        self._served_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._hooks: list[Callable[[int], None]] = []
+        # serve_forever() makes its own (3.11); one from the start lets accepter() run alone
+        self.stop_event = threading.Event()
+        self.refusals = PeerLogLimiter(log, self.limits.refusal_log_interval)
 
+    # -- interface ---------------------------------------------------------------------------
     def add_disconnect_hook(self, fn: Callable[[int], None]) -> None:
-        """Call ``fn(connection id)`` in the serving thread when a served connection ends."""
-        self._disconnect_hooks.append(fn)
+        """Call ``fn(connection_id)`` in the serving thread after that connection's serve
+        loop ends, for any reason. Exceptions from ``fn`` are logged and swallowed."""
+        self._hooks.append(fn)
 
+    def counts(self) -> dict[str, int]:
+        """Connections served and in the handshake now (for tests and status)."""
+        return {"served": self._served, "handshakes": len(self._pending)}
+
+    # -- the selector loop -------------------------------------------------------------------
     def accepter(self) -> None:
-        while not self.stop_event.is_set():
+        """Replaces the stdlib's accepter: accepts and runs every handshake in this thread."""
+        self._lsock.setblocking(False)
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._lsock, selectors.EVENT_READ, None)
+            while not self.stop_event.is_set():
+                try:
+                    self._round(sel)
+                except Exception as exc:  # the loop must outlive anything one round raises
+                    self.refusals.warning("loop", "handshake loop: %s", _describe(exc))
+                    time.sleep(0.05)
+
+    def _round(self, sel: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        wait = 0.5
+        if self._pending:
+            wait = max(0.0, min(wait, min(p.deadline for p in self._pending.values()) - now))
+        for key, mask in sel.select(wait):
+            if key.data is None:
+                self._accept_some(sel)
+            else:
+                self._step(sel, key.data, mask)
+        now = time.monotonic()
+        for p in [p for p in self._pending.values() if p.deadline <= now]:
+            self._drop(
+                sel,
+                p,
+                "dropped %s:%d: no complete handshake within %.0fs",
+                *p.peer,
+                self.handshake_timeout,
+            )
+
+    def _accept_some(self, sel: selectors.BaseSelector) -> None:
+        for _ in range(_ACCEPTS_PER_ROUND):
             try:
-                conn = self.listener.accept()
-            except OSError:
+                sock, addr = self._lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
                 if self.stop_event.is_set():
                     return
-                continue
-            threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
+                self.refusals.warning("accept", "accept failed: %s", _describe(exc))
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    time.sleep(0.05)  # out of descriptors: don't spin on a readable listener
+                return
+            peer = (str(addr[0]), int(addr[1]))
+            try:
+                self._admit(sel, sock, peer)
+            except Exception as exc:
+                self.refusals.warning(peer[0], "dropped %s:%d: %s", *peer, _describe(exc))
+                _close(sock)
 
-    def handle_request(self, conn: connection.Connection) -> None:
-        set_nodelay(conn.fileno())
-        peer = _peer_of(conn)
+    def _admit(
+        self, sel: selectors.BaseSelector, sock: socket.socket, peer: tuple[str, int]
+    ) -> None:
+        lim = self.limits
+        refused = None
+        if len(self._pending) >= lim.max_handshakes:
+            refused = f"{len(self._pending)} handshakes in progress (--max-handshakes)"
+        elif self._per_peer[peer[0]] >= lim.max_handshakes_per_peer:
+            refused = f"{lim.max_handshakes_per_peer} handshakes from it in progress"
+        elif self._served + len(self._pending) >= lim.max_connections:
+            refused = f"{self._served} connections served (--max-connections)"
+        if refused:
+            self.refusals.warning(peer[0], "refused %s:%d: %s", *peer, refused)
+            _close(sock)
+            return
+        sock.setblocking(False)
+        set_nodelay(sock.fileno())
+        p = _Pending(
+            sock,
+            peer,
+            time.monotonic() + self.handshake_timeout,
+            Handshake(self.authkey, lim.max_request),
+        )
+        self._pending[sock.fileno()] = p
+        self._per_peer[peer[0]] += 1
+        sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, p)
+
+    def _step(self, sel: selectors.BaseSelector, p: _Pending, mask: int) -> None:
+        hs = p.handshake
         try:
-            self._serve(conn, peer)
-        except SystemExit:
-            pass  # serve_client() exits its thread this way on EOF
+            if mask & selectors.EVENT_WRITE and hs.out:
+                del hs.out[: p.sock.send(hs.out)]
+            if mask & selectors.EVENT_READ:
+                data = p.sock.recv(65536)
+                if _QUICKACK is not None:
+                    # ACK at once: a client without TCP_NODELAY (the stdlib's) holds its
+                    # first request, written right after #WELCOME#, until it sees our ACK
+                    p.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                if not data:
+                    self._drop(sel, p, None)  # EOF: a port probe, or a client giving up
+                    return
+                hs.feed(data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (ConnectionResetError, BrokenPipeError):
+            self._drop(sel, p, None)  # as EOF: a port probe that closed before our challenge
+            return
+        except AuthFailed as exc:
+            with contextlib.suppress(OSError):
+                p.sock.send(hs.out)  # #FAILURE#, so that the client says "wrong authkey"
+            self._drop(sel, p, "dropped %s:%d: %s", *p.peer, exc)
+            return
+        except NotAClient as exc:
+            self._drop(sel, p, "dropped %s:%d: not a distproc client (%s)", *p.peer, exc)
+            return
+        except Exception as exc:  # anything else: that connection ends, the loop goes on
+            self._drop(sel, p, "dropped %s:%d: %s", *p.peer, _describe(exc))
+            return
+        if hs.request is not None:
+            self._hand_off(sel, p)
+        else:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if hs.out else 0)
+            sel.modify(p.sock, events, p)
+
+    def _forget(self, sel: selectors.BaseSelector, p: _Pending) -> None:
+        self._pending.pop(p.sock.fileno(), None)
+        self._per_peer[p.peer[0]] -= 1
+        if self._per_peer[p.peer[0]] <= 0:
+            del self._per_peer[p.peer[0]]
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(p.sock)
+
+    def _drop(self, sel: selectors.BaseSelector, p: _Pending, msg: str | None, *args: Any) -> None:
+        self._forget(sel, p)
+        _close(p.sock)
+        if msg is not None:
+            self.refusals.warning(p.peer[0], msg, *args)
+
+    def _hand_off(self, sel: selectors.BaseSelector, p: _Pending) -> None:
+        """An authenticated connection and its first request to a serving thread of its own."""
+        request = p.handshake.request
+        assert request is not None
+        if p.handshake.out:  # the client sent its request before reading our answer
+            self._drop(sel, p, "dropped %s:%d: not a distproc client (out of turn)", *p.peer)
+            return
+        with self._served_lock:
+            if self._served >= self.limits.max_connections:
+                full = True
+            else:
+                full = False
+                self._served += 1
+        if full:
+            self._drop(
+                sel, p, "refused %s:%d: %d connections served (--max-connections)",
+                *p.peer, self.limits.max_connections,
+            )  # fmt: skip
+            return
+        self._forget(sel, p)
+        conn = None
+        try:
+            p.sock.setblocking(True)
+            conn = connection.Connection(p.sock.detach())
+            cid = next(self._ids)
+            threading.Thread(
+                target=self._serve_connection,
+                args=(conn, p.peer, cid, request),
+                name=f"conn-{cid}",
+                daemon=True,
+            ).start()
+        except Exception as exc:  # RuntimeError: can't start new thread (the pids limit)
+            with self._served_lock:
+                self._served -= 1
+            if conn is not None:
+                conn.close()
+            else:
+                _close(p.sock)
+            self.refusals.warning(
+                p.peer[0], "dropped %s:%d: cannot serve it (%s)", *p.peer, _describe(exc)
+            )
+
+    # -- serving threads ---------------------------------------------------------------------
+    def _serve_connection(
+        self, conn: connection.Connection, peer: tuple[str, int], cid: int, request: bytes
+    ) -> None:
+        _local.peer = peer[0]
+        _local.conn = cid
+        try:
+            self._serve_first(conn, peer, request)
+        except SERVE_EXITS_WITH:
+            pass  # serve_client() ends its loop this way on EOF
+        except Exception as exc:
+            self.refusals.warning(peer[0], "connection %s:%d ended: %s", *peer, _describe(exc))
         finally:
             conn.close()
-
-    def _serve(self, conn: connection.Connection, peer: tuple[str, int]) -> None:
-        token = self.watchdog.watch(conn, self.handshake_timeout)
-        try:
-            connection.deliver_challenge(conn, self.authkey)
-            connection.answer_challenge(conn, self.authkey)
-            guarded = GuardedConnection(conn, peer)
-            request = guarded.recv()
-            _ignore, funcname, args, kwds = request
-            if funcname not in self.public:
-                raise _Dropped(f"unknown request {funcname!r}")
-            func = getattr(self, funcname)
-        except connection.AuthenticationError:
-            self.watchdog.done(token)
-            log.warning("dropped %s:%d: authentication failed (wrong authkey?)", *peer)
-            return
-        except (EOFError, OSError, ValueError, TypeError, _Dropped) as exc:
-            if self.watchdog.done(token):
-                log.warning(
-                    "dropped %s:%d: no complete handshake within %.0fs",
-                    peer[0],
-                    peer[1],
-                    self.handshake_timeout,
-                )
-            elif not isinstance(exc, EOFError):  # EOF: a port probe, or already logged
-                log.warning("dropped %s:%d: not a distproc client (%s)", peer[0], peer[1], exc)
-            return
-        if self.watchdog.done(token):
-            return  # it finished just as its time ran out: the socket is shut already
-        _local.peer = peer[0]
-        _local.conn = next(_connection_ids)
-        try:
-            try:
-                msg: tuple[str, Any] = ("#RETURN", func(guarded, *args, **kwds))
-            except Exception:
-                msg = ("#TRACEBACK", format_exc())
-            with contextlib.suppress(OSError):
-                conn.send(msg)
-        finally:
-            for hook in self._disconnect_hooks:
-                try:
-                    hook(_local.conn)
-                except Exception:
-                    log.exception("disconnect hook failed")
+            _local.peer = ""
             _local.conn = 0
+            with self._served_lock:
+                self._served -= 1
+            for hook in list(self._hooks):
+                try:
+                    hook(cid)
+                except Exception:
+                    log.exception("disconnect hook %r failed for connection %d", hook, cid)
+
+    def _serve_first(self, conn: connection.Connection, peer: tuple[str, int], raw: bytes) -> None:
+        try:
+            _ignore, funcname, args, kwds = pickle.loads(raw)
+        except Exception as exc:
+            self.refusals.warning(
+                peer[0], "dropped %s:%d: unreadable request (%s)", *peer, type(exc).__name__
+            )
+            return
+        if funcname not in self._public:
+            self.refusals.warning(
+                peer[0], "dropped %s:%d: not a distproc client (%r)", *peer, funcname
+            )
+            return
+        guarded = GuardedConnection(conn, peer, self.limits.max_request)
+        try:
+            msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(guarded, *args, **kwds))
+        except Exception:
+            msg = ("#TRACEBACK", format_exc())
+        with contextlib.suppress(OSError):
+            conn.send(msg)
 
 
-class HandshakeWatchdog:
-    """One thread that shuts the sockets of handshakes running past their deadline.
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
-    The bound is on the whole handshake and first request, not per read: a client that
-    trickles a byte at a time is dropped as surely as one that says nothing.
-    """
 
-    def __init__(self, tick: float = 0.1) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[int, tuple[float, connection.Connection]] = {}
-        self._expired: set[int] = set()
-        self._tokens = itertools.count()
-        self._tick = tick
-        self._thread: threading.Thread | None = None
-
-    def watch(self, conn: connection.Connection, seconds: float) -> int:
-        with self._lock:
-            token = next(self._tokens)
-            self._pending[token] = (time.monotonic() + seconds, conn)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="handshakes", daemon=True)
-                self._thread.start()
-            return token
-
-    def done(self, token: int) -> bool:
-        """Stop watching; True if the deadline had passed (the socket was shut)."""
-        with self._lock:
-            self._pending.pop(token, None)
-            if token in self._expired:
-                self._expired.discard(token)
-                return True
-            return False
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._tick)
-            now = time.monotonic()
-            with self._lock:
-                late = [t for t, (deadline, _) in self._pending.items() if deadline < now]
-                for token in late:
-                    _, conn = self._pending.pop(token)
-                    self._expired.add(token)
-                    shut_down(conn.fileno())
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 class MasterManager(BaseManager):
     """The master's manager: typeids are registered by the master module."""
 
 
-def make_server(address: tuple[str, int], authkey: bytes) -> GuardedServer:
+def make_server(
+    address: tuple[str, int], authkey: bytes, limits: ServerLimits | None = None
+) -> GuardedServer:
     """A guarded server for everything registered on ``MasterManager``."""
-    return GuardedServer(MasterManager._registry, address, authkey)
+    return GuardedServer(MasterManager._registry, address, authkey, limits)

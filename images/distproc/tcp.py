@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator
-from multiprocessing import connection
 
 
 @contextlib.contextmanager
@@ -32,18 +31,3 @@ def shut_down(fd: int) -> None:
     """End both directions now: a thread blocked reading the socket gets EOF."""
     with contextlib.suppress(OSError), socket_of(fd) as s:
         s.shutdown(socket.SHUT_RDWR)
-
-
-_stdlib_socket_client = connection.SocketClient
-
-
-def _nodelay_socket_client(address: tuple[str, int]) -> connection.Connection:
-    conn = _stdlib_socket_client(address)
-    set_nodelay(conn.fileno())
-    return conn
-
-
-def nodelay_clients() -> None:
-    """Make every ``multiprocessing.connection.Client`` of this process set TCP_NODELAY
-    before its handshake (proxies open their connections through it). Idempotent."""
-    connection.SocketClient = _nodelay_socket_client

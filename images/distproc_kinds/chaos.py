@@ -56,3 +56,9 @@ class _Unloadable:
 def unloadable(n: int) -> object:
     """Returns, on task 13, a value that pickles but that the master cannot unpickle."""
     return _Unloadable() if n == POISON else n
+
+
+def huge(mib: int) -> bytes:
+    """Returns ``mib`` MiB: past the master's request cap, its result can never be delivered
+    (give the payloads with ``--payloads``; task indexes make small results)."""
+    return bytes(mib * 1024 * 1024)

@@ -1,0 +1,58 @@
+"""Every use of an undocumented part of ``multiprocessing``, in one place.
+
+The hardened server and the client need a few things the stdlib does not expose: the
+listening socket (to raise the backlog and to accept without blocking), the names a manager
+server answers on a new connection, the connection factory managers and proxies use, and
+the proxies' per-address connection cache. Each is reached here only, so that when a Python
+release moves one, one module breaks, and ``tests/unit/test_stdlib_private.py`` says which.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from multiprocessing import connection, managers
+from multiprocessing.managers import BaseProxy, Server
+from typing import Any
+
+# What multiprocessing.connection sends around the authentication handshake (3.11-3.14).
+CHALLENGE = b"#CHALLENGE#"
+WELCOME = b"#WELCOME#"
+FAILURE = b"#FAILURE#"
+# The 3.12+ digest names a client may choose: ``_ALLOWED_DIGESTS`` there.
+ALLOWED_DIGESTS = frozenset({b"md5", b"sha256", b"sha384", b"sha3_256", b"sha3_384"})
+
+
+def listening_socket(listener: connection.Listener) -> socket.socket:
+    """The socket under a ``multiprocessing.connection.Listener`` (``_listener._socket``)."""
+    return listener._listener._socket
+
+
+def public_requests(server: Server) -> frozenset[str]:
+    """What a manager server answers as a new connection's first request (``Server.public``)."""
+    return frozenset(server.public)
+
+
+Client = Callable[..., connection.Connection]
+
+
+def install_client(client: Client) -> None:
+    """Make every manager and proxy created from now on open its connections with ``client``.
+
+    ``BaseManager.__init__`` and ``BaseProxy.__init__`` read the factory from
+    ``managers.listener_client`` (a module-level dict) at construction time.
+    """
+    listener, _ = managers.listener_client["pickle"]
+    managers.listener_client["pickle"] = (listener, client)
+
+
+def proxy_connection_cache() -> tuple[Any, dict]:
+    """The lock and the per-address thread-local cache every ``BaseProxy`` shares."""
+    return BaseProxy._mutex, BaseProxy._address_to_local
+
+
+# ``Server.serve_client`` ends its thread with ``sys.exit()`` on EOF or a failed send, and
+# ``Server.accept_connection`` runs it in the calling thread: a serving thread must catch
+# SystemExit. ``serve_client`` reads requests with ``conn.recv()`` and answers with
+# ``conn.send()``, so a wrapper with those two methods can bound what it reads.
+SERVE_EXITS_WITH = SystemExit
