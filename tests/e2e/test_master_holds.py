@@ -37,7 +37,8 @@ def test_ten_million_tasks_in_the_default_master_container(default_cluster: Up) 
     client = docker.from_env()
     start, _ = _master_memory_mib(client)
     res = default_cluster.cli(
-        "job", "-f", str(default_cluster.file), "--tasks", "10000000", "--batch", "4096",
+        "job", "-f", str(default_cluster.file), "--kind", "square", "--tasks", "10000000",
+        "--batch", "4096",
         "--json", timeout=900,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
@@ -45,7 +46,8 @@ def test_ten_million_tasks_in_the_default_master_container(default_cluster: Up) 
     assert rep["totals"]["ok"] == 10_000_000 and rep["values"]["mode"] == "drop"
     for _ in range(3):
         res = default_cluster.cli(
-            "job", "-f", str(default_cluster.file), "--tasks", "1000000", "--batch", "4096",
+            "job", "-f", str(default_cluster.file), "--kind", "square", "--tasks", "1000000",
+            "--batch", "4096",
             timeout=600,
         )  # fmt: skip
         assert res.returncode == 0, res.stderr[-3000:]
@@ -95,7 +97,8 @@ def test_tutorial_worker_killed_holding_a_task_ends_the_classic_job_with_lost_1(
         thief.reload()
         thief_ip = thief.attrs["NetworkSettings"]["Networks"][net]["IPAddress"]
         res = default_cluster.cli(
-            "job", "-f", str(default_cluster.file), "--protocol", "classic", "--tasks", "3000",
+            "job", "-f", str(default_cluster.file), "--protocol", "classic", "--kind", "square",
+            "--tasks", "3000",
             "--job-timeout", "300", "--json", timeout=400,
         )  # fmt: skip
         assert res.returncode == 3, res.stderr[-3000:]
