@@ -1,32 +1,35 @@
 """End-to-end checks: evidence that every task crossed the network and came back.
 
-Each check compares what the master observed (its JSON report: results per TCP peer address,
-as the server saw them) with what the engine says (each container's addresses and network
-namespace), and returns ``{"name", "status", "ok", "evidence"}`` (see ``check``).
+Each check compares what the master observed (its report, read once with
+``distproc.report.Report.from_dict``: results per TCP peer address, as the server saw them)
+with what the engine says (each container's addresses and network namespace). The checks
+read the report's fields, never its JSON keys, so a renamed key is an error at the boundary,
+not a silent ``0`` here.
 
-A check with nothing to judge (no workers, no tasks) is ``skipped`` with the reason: a pass
-on no evidence would claim what nobody saw.
+A check is ``distproc.report.Check``, the one shape shared with the queue program's own
+checks; orchestrate keeps them as ``Check.as_dict()`` (``{"name", "status", "ok",
+"evidence"}``), the form its JSON output has always had. A check with nothing to judge (no
+workers, no tasks) is ``skipped`` with the reason: a pass on no evidence would claim what
+nobody saw.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from typing import Any, Literal
+from typing import Any
+
+from distproc.report import SKIPPED, Check, Report, Status
 
 from .backends.base import ContainerInfo, ExecResult, Inventory
 
-Check = dict[str, Any]
-Status = Literal["pass", "fail", "skipped"]
-STATUSES: tuple[Status, ...] = ("pass", "fail", "skipped")
+CheckDict = dict[str, Any]
+OWN_CHECKS = ("every_id_accounted", "values_correct", "all_ok")
 
 
-def check(name: str, status: Status, evidence: str) -> Check:
-    """The one shape of a check, shared with the queue program's own report: ``ok`` is
-    kept (``status != "fail"``) so that readers that only ask "did it fail?" stay right."""
-    if status not in STATUSES:
-        raise ValueError(f"check {name!r}: status must be one of {STATUSES}, not {status!r}")
-    return {"name": name, "status": status, "ok": status != "fail", "evidence": evidence}
+def check(name: str, status: Status, evidence: str) -> CheckDict:
+    """A ``Check`` (which validates ``status``) in orchestrate's dict form."""
+    return Check(name, status, evidence).as_dict()
 
 
 def verdict(ok: bool) -> Status:
@@ -34,7 +37,7 @@ def verdict(ok: bool) -> Status:
     return "pass" if ok else "fail"
 
 
-def workers_connected(expected: list[str], connected: set[str], waited: float) -> Check:
+def workers_connected(expected: list[str], connected: set[str], waited: float) -> CheckDict:
     """Readiness at the application level: every worker authenticated with the master."""
     if not expected:
         return check("workers_connected", "skipped", "no workers in the file to wait for")
@@ -53,42 +56,45 @@ def workers_connected(expected: list[str], connected: set[str], waited: float) -
     )
 
 
-def tasks_answered_once(report: dict[str, Any]) -> Check:
-    """Every task id was answered exactly once, with the right value."""
-    own = {c["name"]: c for c in report.get("checks", [])}
-    totals = report["totals"]
-    failed = [
-        n
-        for n in ("every_id_accounted", "values_correct", "all_ok")
-        if not own.get(n, {}).get("ok")
-    ]
+def tasks_answered_once(report: Report) -> CheckDict:
+    """Every task id was answered exactly once, with the right value (where it can be known).
+
+    The master's own checks decide; a skipped one (a custom kind's values, which nobody can
+    check) is named in the evidence, so a pass never claims values were checked.
+    """
+    t = report.totals
+    own = {n: report.check(n) for n in OWN_CHECKS}
+    failed = [n for n, c in own.items() if c is None or not c.ok]
     evidence = (
-        f"{totals['ok']}/{totals['tasks']} ok, failed {totals['failed']}, "
-        f"{'lost' if 'lost' in totals else 'dead'} "
-        f"{totals.get('lost', totals.get('dead', 0))}, duplicates {totals['duplicates']} "
-        f"(counted once); {report['guarantee']}"
+        f"{t.ok}/{t.tasks} ok, failed {t.failed}, lost {t.lost}, dead {t.dead}, "
+        f"duplicates {t.duplicates} (counted once); {report.guarantee}"
     )
     if failed:
         evidence += "; " + "; ".join(
-            f"{n}: {own.get(n, {}).get('evidence', 'missing')}" for n in failed
+            f"{n}: {c.evidence if (c := own[n]) else 'missing'}" for n in failed
         )
-    elif not totals["tasks"]:
+    elif not t.tasks:
         return check("tasks_answered_once", "skipped", "the job had no tasks to answer")
-    ok = not failed and totals["ok"] == totals["tasks"]
+    unjudged = [c.evidence for c in own.values() if c is not None and c.status == SKIPPED]
+    if unjudged:
+        evidence += "; " + "; ".join(unjudged)
+    ok = not failed and t.ok == t.tasks
     return check("tasks_answered_once", verdict(ok), evidence)
 
 
-def results_per_container(report: dict[str, Any], inv: Inventory) -> dict[str, int]:
+def results_per_container(report: Report, inv: Inventory) -> dict[str, int]:
     """Accepted results per container, attributed by the peer IP the master saw."""
     out: dict[str, int] = defaultdict(int)
-    for ip, n in report.get("results_by_peer", {}).items():
+    for ip, n in report.results_by_peer.items():
         owner = inv.owner_of(ip)
         out[owner.name if owner else f"? {ip}"] += n
     return dict(out)
 
 
-def every_worker_contributed(report: dict[str, Any], inv: Inventory, expected: list[str]) -> Check:
-    tasks = report["totals"]["tasks"]
+def every_worker_contributed(report: Report, inv: Inventory, expected: list[str]) -> CheckDict:
+    """Every worker container of the file had a share of the results (when there were
+    enough tasks to go round)."""
+    tasks = report.totals.tasks
     per = results_per_container(report, inv)
     if not expected:
         return check("every_worker_contributed", "skipped", "no cluster workers (none in the file)")
@@ -110,12 +116,12 @@ def every_worker_contributed(report: dict[str, Any], inv: Inventory, expected: l
     )
 
 
-def results_crossed_the_network(report: dict[str, Any], inv: Inventory) -> Check:
+def results_crossed_the_network(report: Report, inv: Inventory) -> CheckDict:
     """Each result's TCP peer is a worker container's IP on a cluster network: not loopback,
     not the master's, and owned by the container Docker says has it."""
     master_ips = set(inv.master.addresses.values()) if inv.master else set()
-    by_peer: dict[str, int] = report.get("results_by_peer", {})
-    if not report["totals"]["tasks"] and not by_peer:
+    by_peer = report.results_by_peer
+    if not report.totals.tasks and not by_peer:
         return check("results_crossed_the_network", "skipped", "the job had no tasks")
     good, bad = [], []
     for ip, n in sorted(by_peer.items()):
@@ -136,7 +142,7 @@ def results_crossed_the_network(report: dict[str, Any], inv: Inventory) -> Check
             net = inv.network_of(ip)
             good.append((ip, owner, net, n))
     total = sum(by_peer.values())
-    accepted = report["totals"]["ok"]
+    accepted = report.totals.ok
     crossed = sum(n for *_, n in good)
     evidence = f"{crossed}/{accepted} results arrived from worker addresses: " + ", ".join(
         f"{ip} ({o.name} on {net}) {n}" for ip, o, net, n in good
@@ -150,26 +156,27 @@ def results_crossed_the_network(report: dict[str, Any], inv: Inventory) -> Check
     return check("results_crossed_the_network", verdict(ok), evidence)
 
 
-def _claims_mismatch(report: dict[str, Any]) -> list[str]:
+def _claims_mismatch(report: Report) -> list[str]:
+    """Workers whose own idea of their IP is not the peer the master saw (NAT, a proxy)."""
     out = []
-    for w in report.get("workers", []):
-        claimed = w.get("identity", {}).get("local_ip")
-        if claimed and w.get("peers") and claimed not in w["peers"]:
-            out.append(f"{w['id']} claims {claimed}, seen as {', '.join(w['peers'])}")
+    for w in report.workers:
+        claimed = w.identity.get("local_ip")
+        if claimed and w.peers and claimed not in w.peers:
+            out.append(f"{w.id} claims {claimed}, seen as {', '.join(w.peers)}")
     return out
 
 
-def separate_network_namespaces(report: dict[str, Any], inv: Inventory) -> Check:
+def separate_network_namespaces(report: Report, inv: Inventory) -> CheckDict:
     """Each worker runs in a network namespace of its own, not the master's."""
-    master_ns = report.get("master", {}).get("netns", "")
+    master_ns = report.master.get("netns", "")
     same = []
     claimed = []
-    for w in report.get("workers", []):
-        ns = w.get("identity", {}).get("netns")
+    for w in report.workers:
+        ns = w.identity.get("netns")
         if ns:
             claimed.append(ns)
             if ns == master_ns:
-                same.append(w["id"])
+                same.append(w.id)
     sandboxes: dict[str, list[str]] = defaultdict(list)
     containers: list[ContainerInfo] = [*([inv.master] if inv.master else []), *inv.workers]
     for c in containers:
@@ -195,7 +202,7 @@ def separate_network_namespaces(report: dict[str, Any], inv: Inventory) -> Check
     return check("separate_network_namespaces", verdict(ok), evidence)
 
 
-def isolation(probe: ExecResult) -> Check:
+def isolation(probe: ExecResult) -> CheckDict:
     """A container on a network the master is not on cannot reach the master's port.
 
     Only a probe that ran and reported every target unreachable (exit 1) passes: one that
@@ -210,7 +217,7 @@ def isolation(probe: ExecResult) -> Check:
     return check("isolation", verdict(ok), f"probe on {probe.stderr or 'another network'}: {text}")
 
 
-def job_checks(report: dict[str, Any], inv: Inventory, expected: list[str]) -> list[Check]:
+def job_checks(report: Report, inv: Inventory, expected: list[str]) -> list[CheckDict]:
     """The checks that read a job's report against the engine's inventory."""
     return [
         tasks_answered_once(report),

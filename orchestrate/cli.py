@@ -24,7 +24,7 @@ from .model import (
     cluster_json_schema_text,
     load_cluster,
 )
-from .ui import ConsoleEvents, make_console, print_checks, print_summary
+from .ui import ConsoleEvents, make_console, print_checks, print_summary, print_tasks_not_ok
 
 if TYPE_CHECKING:
     from .cluster import ClusterRun, Outcome
@@ -81,15 +81,17 @@ def _finish(args: argparse.Namespace, runner: ClusterRun, outcome: Outcome, what
         events.close()
     console = _err()
     rows = outcome.rows()
-    if rows and outcome.report:
-        rep = outcome.report
+    rep = outcome.job_report
+    if rows and rep:
         print_summary(
             console,
             rows,
-            f"{what}: {rep['totals']['ok']}/{rep['totals']['tasks']} "
-            f"tasks in {rep['elapsed_seconds']:.2f}s ({rep['throughput']:.0f}/s)",
+            f"{what}: {rep.totals.ok}/{rep.totals.tasks} "
+            f"tasks in {rep.elapsed_seconds:.2f}s ({rep.throughput:.0f}/s)",
         )
     print_checks(console, outcome.checks)
+    if rep:
+        print_tasks_not_ok(console, rep, outcome.inventory)
     if outcome.ok:
         console.print(f"[green]{what}: every check passed[/green]")
     else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from distproc.report import Report
 from distproc.spec import spec_argv
 
 from . import checks as e2e
@@ -30,14 +31,36 @@ class JobFailed(OrchestrateError):
     """The job could not be run at all (not: it ran and a check failed)."""
 
 
+def parse_report(stdout: str) -> Report:
+    """The master's report, read once where it enters orchestrate: from here on every reader
+    uses typed fields. Output that is not one of our reports (another program, a version of
+    the queue program with other keys) is a ``JobFailed`` naming what was wrong."""
+    try:
+        data = json.loads(stdout)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        return Report.from_dict(data)
+    except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        head = " ".join(stdout.split())
+        head = head if len(head) <= 120 else head[:119] + "…"
+        raise JobFailed(f"the master's output is not a distproc report ({what}): {head}") from None
+
+
 @dataclass
 class Outcome:
-    """What ``up``, ``job`` or ``check`` found: the checks, the report and the inventory."""
+    """What ``up``, ``job`` or ``check`` found: the checks, the job's report and the inventory."""
 
     checks: list[dict[str, Any]] = field(default_factory=list)
-    report: dict[str, Any] | None = None
+    job_report: Report | None = None
     inventory: Inventory | None = None
     run: str = ""
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The report in its JSON keys (``Report.to_dict()``), for output and for readers of
+        the JSON (bench); checks and the human output read ``job_report``."""
+        return self.job_report.to_dict() if self.job_report is not None else None
 
     @property
     def ok(self) -> bool:
@@ -46,7 +69,7 @@ class Outcome:
     def absorb(self, other: Outcome) -> None:
         """Take in a job's outcome: its checks, its report and the inventory it was read with."""
         self.checks += other.checks
-        self.report = other.report
+        self.job_report = other.job_report
         self.inventory = other.inventory
 
     def failed(self) -> list[str]:
@@ -54,10 +77,10 @@ class Outcome:
 
     def rows(self) -> list[dict[str, Any]]:
         """The summary table: one row per worker container."""
-        if self.inventory is None or self.report is None:
+        if self.inventory is None or self.job_report is None:
             return []
-        per = e2e.results_per_container(self.report, self.inventory)
-        elapsed = max(self.report.get("elapsed_seconds", 0.0), 1e-9)
+        per = e2e.results_per_container(self.job_report, self.inventory)
+        elapsed = max(self.job_report.elapsed_seconds, 1e-9)
         rows = []
         for w in [*self.inventory.workers, *self.inventory.others]:
             rows.append(
@@ -173,8 +196,8 @@ class ClusterRun:
             raise JobFailed(
                 f"the job did not run (exit {res.exit_code}): {_last_lines(res.stderr)}"
             )
-        report = json.loads(res.stdout)
-        save_report(self.cluster.name, report)
+        report = parse_report(res.stdout)
+        save_report(self.cluster.name, report.to_dict())
         # a worker that stopped during the job keeps the addresses its results came from
         inv = self.backend.inventory(self.cluster.name).remember(before)
         return Outcome(e2e.job_checks(report, inv, self.cluster.worker_names()), report, inv)
@@ -206,7 +229,7 @@ class ClusterRun:
         out.checks.append(self.wait_ready(ready_timeout))
         res = self.backend.exec_master(self.cluster.name, ["report", "--master", self._master_addr])
         if res.exit_code in (0, 3) and res.stdout.strip():
-            report = json.loads(res.stdout)
+            report = parse_report(res.stdout)
             inv = self.backend.inventory(self.cluster.name)
             out.absorb(
                 Outcome(e2e.job_checks(report, inv, self.cluster.worker_names()), report, inv)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from distproc.report import Letter, Report
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from .backends.base import Inventory
 
 
 def interactive() -> bool:
@@ -101,8 +106,7 @@ def print_checks(console: Console, checks: list[dict[str, Any]]) -> None:
     """One line per check: PASS, FAIL or SKIP (never PASS for a check that judged nothing),
     its name and its evidence (or why it was skipped)."""
     for c in checks:
-        status = c.get("status") or ("pass" if c["ok"] else "fail")  # a report's older checks
-        mark = _MARKS.get(status, "[red]FAIL[/red]")
+        mark = _MARKS.get(c["status"], "[red]FAIL[/red]")
         console.print(f"{mark} {c['name']}: ", end="")
         console.print(c["evidence"], markup=False, highlight=False)
 
@@ -115,3 +119,59 @@ def print_summary(console: Console, rows: list[dict[str, Any]], title: str) -> N
     for r in rows:
         table.add_row(r["worker"], r["network"], r["ip"], str(r["tasks"]), f"{r['rate']:.1f}")
     console.print(table)
+
+
+LETTERS_SHOWN = 3  # per kind (lost, dead, failed): the rest is in the JSON report
+ERROR_CHARS = 200  # a worker's traceback is for the logs; a line names the error
+
+
+def _one_line(text: str, limit: int | None = None) -> str:
+    """Whitespace (a traceback's newlines) folded to single spaces, cut at ``limit``."""
+    flat = " ".join(text.split())
+    return flat if limit is None or len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def letter_text(x: Letter, inventory: Inventory | None = None) -> str:
+    """One task that did not end ok: its id, who held it (worker, peer, and the container
+    the engine says has that address), how many attempts it had, and the last error."""
+    who = []
+    if x.worker:
+        who.append(x.worker)
+    if x.peer and x.peer not in (x.worker or ""):  # a classic worker is named by its peer
+        who.append(f"at {x.peer}")
+    container = inventory.owner_of(x.peer) if inventory and x.peer else None
+    if container:
+        who.append(f"({container.name})")
+    held = f" held by {' '.join(who)}" if who else ""
+    tries = f", {x.attempts} attempt{'s' if x.attempts != 1 else ''}"
+    return f"task {x.id}{held}{tries}: {_one_line(x.error, ERROR_CHARS)}"
+
+
+def tasks_not_ok(report: Report, inventory: Inventory | None = None) -> list[Text]:
+    """The lines that name what did not end ok: the report's summary, then up to
+    ``LETTERS_SHOWN`` lost, dead and failed tasks each. Empty when every task ended ok."""
+    t = report.totals
+    if t.ok == t.tasks and not t.wrong_values and report.finished:
+        return []
+    lines = [Text.assemble(("tasks not ok: ", "red"), _one_line(report.summary))]
+    for word, count, letters in (
+        ("lost", t.lost, report.lost),
+        ("dead", t.dead, report.dead_letters),
+        ("failed", t.failed, report.failures),
+    ):
+        for x in letters[:LETTERS_SHOWN]:
+            lines.append(Text.assemble((f"  {word}: ", "red"), letter_text(x, inventory)))
+        hidden = count - min(len(letters), LETTERS_SHOWN)
+        if hidden > 0:
+            lines.append(Text(f"  {word}: {hidden} more in the report (--json)"))
+    return lines
+
+
+def print_tasks_not_ok(
+    console: Console, report: Report, inventory: Inventory | None = None
+) -> None:
+    """Each entry on one line, never wrapped mid-entry (soft wrap: rich inserts no newline,
+    a terminal folds a long line by itself), so a person and a grep of a CI log see whole
+    entries."""
+    for line in tasks_not_ok(report, inventory):
+        console.print(line, soft_wrap=True, highlight=False)

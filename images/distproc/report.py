@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from . import kinds
 from .ledger import (
@@ -27,19 +27,38 @@ from .ledger import (
 )  # fmt: skip
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
+Status = Literal["pass", "fail", "skipped"]
+STATUSES: tuple[Status, ...] = (PASS, FAIL, SKIPPED)
 
 
 @dataclass
 class Check:
-    """One verdict: ``skipped`` when there was nothing to judge (never a pass)."""
+    """One verdict, the one shape of a check for the master's report and the orchestrator's
+    end-to-end checks alike: ``skipped`` when there was nothing to judge (never a pass).
+
+    ``ok`` (``status != "fail"``) is kept beside ``status`` so that readers that only ask
+    "did it fail?" stay right. It is derived; given (as ``from_dict`` does) it must agree,
+    so a report whose verdicts contradict themselves is refused, not half-believed.
+    """
 
     name: str
-    status: str
+    status: Status
     evidence: str
-    ok: bool = True
+    ok: bool | None = None
 
     def __post_init__(self) -> None:
-        self.ok = self.status != FAIL
+        if self.status not in STATUSES:
+            raise ValueError(
+                f"check {self.name!r}: status must be one of {STATUSES}, not {self.status!r}"
+            )
+        derived = self.status != FAIL
+        if self.ok is not None and self.ok is not derived:
+            raise ValueError(f"check {self.name!r}: ok {self.ok!r} contradicts {self.status!r}")
+        self.ok = derived
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape, in the key order the orchestrator has always printed."""
+        return {"name": self.name, "status": self.status, "ok": self.ok, "evidence": self.evidence}
 
 
 def check(name: str, ok: bool | None, evidence: str) -> Check:

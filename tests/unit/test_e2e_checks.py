@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from distproc.ledger import Ledger
+from distproc.report import Check, Report, build
+from distproc.spec import JobSpec
 
 from orchestrate import checks
 from orchestrate.backends.base import ContainerInfo, ExecResult, Inventory, NetworkInfo
+from orchestrate.cluster import parse_report
 
 
 def inventory() -> Inventory:
@@ -49,29 +55,40 @@ def inventory() -> Inventory:
     )
 
 
-def report() -> dict[str, Any]:
-    return {
-        "guarantee": "at-least-once execution, exactly-once accounting",
-        "totals": {"tasks": 10, "ok": 10, "failed": 0, "dead": 0, "duplicates": 1},
-        "checks": [
-            {"name": n, "ok": True, "evidence": ""}
-            for n in ("every_id_accounted", "values_correct", "all_ok")
-        ],
-        "results_by_peer": {"198.18.1.3": 6, "198.18.2.3": 4},
-        "master": {"netns": "net:[1]"},
-        "workers": [
-            {
-                "id": "a",
-                "peers": ["198.18.1.3"],
-                "identity": {"local_ip": "198.18.1.3", "netns": "net:[2]"},
-            },
-            {
-                "id": "b",
-                "peers": ["198.18.2.3"],
-                "identity": {"local_ip": "198.18.2.3", "netns": "net:[3]"},
-            },
-        ],
-    }
+@dataclass
+class Rec:
+    """What ``build`` reads of a registered worker."""
+
+    wid: str
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+WORKERS = [
+    Rec("a", {"local_ip": "198.18.1.3", "netns": "net:[2]"}),
+    Rec("b", {"local_ip": "198.18.2.3", "netns": "net:[3]"}),
+]
+
+
+def _through_json(job: Ledger, workers: list[Rec] = WORKERS) -> Report:
+    """The report as orchestrate gets it: built by the master, sent as JSON, parsed once."""
+    built = build(job, copy.deepcopy(workers), {"netns": "net:[1]"})
+    return parse_report(json.dumps(built.to_dict()))
+
+
+def report() -> Report:
+    """A real job: 10 square tasks, 6 from a on net-a, 4 from b on net-b, one duplicate."""
+    job = Ledger("j", JobSpec(kind="square", tasks=10, batch=10), list(range(10)))
+    job.lease(0, 6)
+    job.lease(1, 4)
+    job.accept(0, "198.18.1.3", [(t, t * t) for t in range(6)])
+    job.accept(1, "198.18.2.3", [(t, t * t) for t in range(6, 10)] + [(9, 81)])
+    return _through_json(job)
+
+
+def test_the_fixture_is_a_real_good_report() -> None:
+    rep = report()
+    assert rep.ok and rep.totals.ok == 10 and rep.totals.duplicates == 1
+    assert rep.results_by_peer == {"198.18.1.3": 6, "198.18.2.3": 4}
 
 
 EXPECTED = ["c-a-0", "c-b-0"]
@@ -98,30 +115,30 @@ def test_readiness_names_the_laggards() -> None:
 @pytest.mark.parametrize("broken", ["every_id_accounted", "values_correct", "all_ok"])
 def test_answers_fail_when_the_master_own_check_fails(broken: str) -> None:
     rep = report()
-    for c in rep["checks"]:
-        if c["name"] == broken:
-            c.update(ok=False, evidence="something is off")
+    rep.checks = [
+        Check(c.name, "fail", "something is off") if c.name == broken else c for c in rep.checks
+    ]
     c = checks.tasks_answered_once(rep)
     assert not c["ok"] and f"{broken}: something is off" in c["evidence"]
 
 
 def test_answers_fail_when_tasks_are_missing() -> None:
     rep = report()
-    rep["totals"]["ok"] = 9
+    rep.totals.ok = 9
     assert not checks.tasks_answered_once(rep)["ok"]
 
 
 def test_idle_worker_is_named() -> None:
     rep = report()
-    rep["results_by_peer"] = {"198.18.1.3": 10}
+    rep.results_by_peer = {"198.18.1.3": 10}
     c = checks.every_worker_contributed(rep, inventory(), EXPECTED)
     assert not c["ok"] and "idle: c-b-0" in c["evidence"]
 
 
 def test_contribution_not_required_with_fewer_tasks_than_workers() -> None:
     rep = report()
-    rep["totals"]["tasks"] = 1
-    rep["results_by_peer"] = {"198.18.1.3": 1}
+    rep.totals.tasks = 1
+    rep.results_by_peer = {"198.18.1.3": 1}
     assert checks.every_worker_contributed(rep, inventory(), EXPECTED)["ok"]
 
 
@@ -135,14 +152,14 @@ def test_contribution_not_required_with_fewer_tasks_than_workers() -> None:
 )
 def test_results_from_the_wrong_place_fail(peer: str, why: str) -> None:
     rep = report()
-    rep["results_by_peer"] = {"198.18.1.3": 6, peer: 4}
+    rep.results_by_peer = {"198.18.1.3": 6, peer: 4}
     c = checks.results_crossed_the_network(rep, inventory())
     assert not c["ok"] and why in c["evidence"] and "6/10 results" in c["evidence"]
 
 
 def test_peer_counts_must_add_up_to_the_accepted_results() -> None:
     rep = report()
-    rep["results_by_peer"] = {"198.18.1.3": 6}  # 4 results with no recorded peer
+    rep.results_by_peer = {"198.18.1.3": 6}  # 4 results with no recorded peer
     assert not checks.results_crossed_the_network(rep, inventory())["ok"]
 
 
@@ -152,21 +169,21 @@ def test_a_hand_joined_container_counts_as_a_worker_address() -> None:
         ContainerInfo("tutorial", "t", "", "running", {"net-a": "198.18.1.50"}, managed=False)
     )
     rep = report()
-    rep["results_by_peer"] = {"198.18.1.3": 6, "198.18.1.50": 4}
+    rep.results_by_peer = {"198.18.1.3": 6, "198.18.1.50": 4}
     assert checks.results_crossed_the_network(rep, inv)["ok"]
     assert checks.results_per_container(rep, inv) == {"c-a-0": 6, "tutorial": 4}
 
 
 def test_claimed_local_ip_mismatch_is_shown() -> None:
     rep = report()
-    rep["workers"][0]["identity"]["local_ip"] = "10.9.9.9"
+    rep.workers[0].identity["local_ip"] = "10.9.9.9"
     c = checks.results_crossed_the_network(rep, inventory())
     assert "claims 10.9.9.9, seen as 198.18.1.3" in c["evidence"]
 
 
 def test_worker_in_the_master_namespace_fails() -> None:
     rep = report()
-    rep["workers"][1]["identity"]["netns"] = "net:[1]"
+    rep.workers[1].identity["netns"] = "net:[1]"
     c = checks.separate_network_namespaces(rep, inventory())
     assert not c["ok"] and "in the master's namespace: b" in c["evidence"]
 
@@ -222,7 +239,7 @@ def test_check_has_one_shape_and_ok_means_not_failed() -> None:
 def test_good_and_bad_evidence_say_pass_and_fail() -> None:
     assert {c["status"] for c in checks.job_checks(report(), inventory(), EXPECTED)} == {"pass"}
     rep = report()
-    rep["totals"]["ok"] = 9
+    rep.totals.ok = 9
     assert checks.tasks_answered_once(rep)["status"] == "fail"
 
 
@@ -240,26 +257,23 @@ def test_contribution_with_no_cluster_workers_is_skipped() -> None:
 
 def test_contribution_not_required_is_skipped_not_passed() -> None:
     rep = report()
-    rep["totals"]["tasks"] = 1
-    rep["results_by_peer"] = {"198.18.1.3": 1}
+    rep.totals.tasks = 1
+    rep.results_by_peer = {"198.18.1.3": 1}
     c = checks.every_worker_contributed(rep, inventory(), EXPECTED)
     assert c["status"] == "skipped" and "not required" in c["evidence"]
 
 
 def test_namespaces_with_no_workers_at_all_are_skipped() -> None:
     rep = report()
-    rep["workers"] = []
+    rep.workers = []
     inv = inventory()
     inv.workers = []
     c = checks.separate_network_namespaces(rep, inv)
     assert c["status"] == "skipped" and "no workers" in c["evidence"]
 
 
-def _empty_job() -> dict[str, Any]:
-    rep = report()
-    rep["totals"] = {"tasks": 0, "ok": 0, "failed": 0, "dead": 0, "duplicates": 0}
-    rep["results_by_peer"] = {}
-    return rep
+def _empty_job() -> Report:
+    return _through_json(Ledger("j", JobSpec(tasks=0), []))
 
 
 def test_a_job_with_no_tasks_judges_nothing() -> None:
@@ -271,7 +285,7 @@ def test_a_job_with_no_tasks_judges_nothing() -> None:
 
 def test_a_job_with_no_tasks_still_fails_on_the_master_own_failed_check() -> None:
     rep = _empty_job()
-    rep["checks"][0]["ok"] = False
+    rep.checks[0] = Check(rep.checks[0].name, "fail", "0/1 ids in a final state")
     assert checks.tasks_answered_once(rep)["status"] == "fail"
 
 
@@ -300,3 +314,79 @@ def test_skipped_prints_skip_and_json_keeps_the_status() -> None:
     assert "PASS a: e1" in text and "SKIP b: no workers" in text and "PASS b" not in text
     assert [c["status"] for c in out.as_json()["checks"]] == ["pass", "skipped"]
     assert out.ok and out.failed() == []
+
+
+# -- a custom kind's values are nobody's to check: the pass says so --------------------------
+
+
+def test_a_custom_kind_passes_and_says_values_not_checked() -> None:
+    """The master skips ``values_correct`` for a custom kind; a pass must not hide that."""
+    kind = "distproc_kinds.chaos:poison"
+    job = Ledger("j", JobSpec(kind=kind, tasks=4, batch=4), list(range(4)))
+    job.lease(0, 4)
+    job.accept(0, "198.18.1.3", [(t, "anything") for t in range(4)])
+    rep = _through_json(job)
+    assert rep.check("values_correct").status == "skipped"  # type: ignore[union-attr]
+    c = checks.tasks_answered_once(rep)
+    assert c["status"] == "pass", c["evidence"]
+    assert f"values not checked: custom kind {kind}" in c["evidence"]
+    assert "values not checked" not in checks.tasks_answered_once(report())["evidence"]
+
+
+# -- the report enters orchestrate once, typed; a report that is not ours is a clear error --
+
+
+def _good_dict() -> dict[str, Any]:
+    return report().to_dict()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"hello": 1}', "missing key 'totals'"),
+        (json.dumps({**_good_dict(), "colour": "red"}), r"unknown keys \['colour'\]"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ("Traceback (most recent call last):", "Expecting value"),
+        (
+            json.dumps(_good_dict()).replace('"status": "pass"', '"status": "passed"', 1),
+            "status must be one of",
+        ),
+        (
+            json.dumps(_good_dict()).replace('"status": "pass"', '"status": "fail"', 1),
+            "contradicts 'fail'",
+        ),
+    ],
+)
+def test_output_that_is_not_our_report_is_a_clear_job_failure(text: str, why: str) -> None:
+    from orchestrate.cluster import JobFailed
+
+    with pytest.raises(JobFailed, match=f"not a distproc report \\(.*{why}"):
+        parse_report(text)
+
+
+def test_a_foreign_report_from_the_master_fails_the_job_not_with_a_traceback(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``ClusterRun.job``, where the report enters: an ``OrchestrateError`` (which
+    the CLI prints as one line, exit 1), not a TypeError from deep in a check."""
+    from orchestrate.cluster import ClusterRun, JobFailed
+    from orchestrate.events import NullEvents
+    from orchestrate.model import OrchestrateError, load_cluster_text
+
+    monkeypatch.setenv("DISTPROC_STATE_DIR", str(tmp_path))
+
+    class Foreign:
+        def inventory(self, name: str) -> Inventory:
+            return inventory()
+
+        def exec_master(self, name: str, argv: list[str], on_line: Any = None) -> ExecResult:
+            return ExecResult(0, json.dumps({"status": "done", "count": 10}), "")
+
+    cluster = load_cluster_text(
+        "name: c\nnetworks: [{name: lan, subnet: 198.18.5.0/28}]\nmaster: {networks: [lan]}\n"
+    )
+    run = ClusterRun(cluster, Foreign(), NullEvents())  # type: ignore[arg-type]
+    with pytest.raises(JobFailed, match="not a distproc report") as err:
+        run.job(timeout=5)
+    assert isinstance(err.value, OrchestrateError)
+    assert not (tmp_path / "c" / "last-report.json").exists()  # not saved as a report

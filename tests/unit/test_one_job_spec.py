@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from distproc import cli as distproc_cli
+from distproc.ledger import Ledger
+from distproc.report import build
 from distproc.spec import JobField, JobSpec, job_fields, make_spec, spec_argv
 from pydantic import ValidationError
 
@@ -216,12 +218,8 @@ class CapturingBackend(Backend):
         on_stderr_line: Callable[[str], None] | None = None,
     ) -> ExecResult:
         self.argv = argv
-        report = {
-            "guarantee": "g",
-            "totals": {"tasks": 0, "ok": 0, "failed": 0, "dead": 0, "duplicates": 0},
-            "checks": [],
-        }
-        return ExecResult(0, json.dumps(report), "")
+        report = build(Ledger("j", JobSpec(tasks=0), []), [], {})  # a real, empty report
+        return ExecResult(0, json.dumps(report.to_dict()), "")
 
     def inventory(self, cluster_name: str) -> Inventory:
         return Inventory(cluster_name)

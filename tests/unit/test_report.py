@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from distproc.ledger import Ledger
-from distproc.report import Check, Report, build, checks
+from distproc.report import STATUSES, Check, Report, build, checks
 from distproc.spec import JobSpec
 
 
@@ -72,3 +73,16 @@ def test_summary_names_the_lost_task_and_who_held_it() -> None:
     rep = build(job, [Rec()], {})
     assert rep.totals.lost == 1 and rep.lost[0].worker == "classic@10.0.0.9"
     assert "lost 1: task 0" in rep.summary and "classic@10.0.0.9" in rep.summary
+
+
+def test_a_check_refuses_an_unknown_status_and_a_contradicting_ok() -> None:
+    """``Check`` is the one shape, for the master and orchestrate: a typo is an error, and
+    a report whose ``ok`` disagrees with its ``status`` is not ours to believe."""
+    assert [Check("x", s, "e").ok for s in STATUSES] == [True, False, True]
+    assert Check("x", "skipped", "e").as_dict() == {
+        "name": "x", "status": "skipped", "ok": True, "evidence": "e"
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="status must be one of"):
+        Check("x", "passed", "e")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="contradicts"):
+        Check("x", "fail", "e", ok=True)
