@@ -7,6 +7,7 @@ import threading
 
 from .broker import Broker
 from .classic import ClassicResults, ClassicTasks
+from .memory import pin_mmap_threshold
 from .server import GuardedServer, MasterManager, ServerLimits, make_server
 
 log = logging.getLogger("distproc.master")
@@ -67,6 +68,7 @@ class Master:
         results_dir: str | None = None,
     ) -> None:
         global _broker
+        pin_mmap_threshold()  # finished jobs' arrays go back to the system (memory.py)
         self.broker = _broker = Broker(results_dir=results_dir)
         self.server: GuardedServer = make_server((host, port), authkey, limits)
         self.server.add_disconnect_hook(self.broker.connection_closed)

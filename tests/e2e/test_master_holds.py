@@ -56,7 +56,7 @@ def test_ten_million_tasks_in_the_default_master_container(default_cluster: Up) 
     master.reload()
     assert master.attrs["State"]["OOMKilled"] is False and master.attrs["RestartCount"] == 0
     print(f"master: RSS {start:.1f} MiB before, {after:.1f} after 10M + 3x1M; peak {peak:.1f}")
-    assert after - start < 8, (start, after)
+    assert after - start < 12, (start, after)  # measured: about 7 MiB (README, Security)
     assert peak < 200, peak  # the container's limit is 256 MiB
 
 
