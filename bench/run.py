@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import lesson, ours, peers
+from bench import lesson, memory, ours, peers
 from bench.common import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -169,12 +169,18 @@ def _lesson_table(res: dict[str, Any]) -> str:
     return lesson.format_table(res) + "\nplots: " + ", ".join(res.get("plots", []))
 
 
+def run_memory(ctx: Context) -> dict[str, Any]:
+    """The master's peak RSS per million tasks (bench.memory)."""
+    return memory.run(ctx.quick, log=lambda s: log(f"  {s}"))
+
+
 SECTIONS: list[Section] = [
     Section("ours", run_ours, ours.format_tiny),
     Section("peers", run_peers, peers.format_table, lambda a: not a.no_peers),
     Section("lesson", run_lesson, _lesson_table, lambda a: not a.no_lesson),
     Section("limit", run_limit, lambda r: ours.format_limit(r["rows"])),
     Section("versus", run_versus, _versus_table, lambda a: not a.no_peers),
+    Section("memory", run_memory, memory.table),
     Section("containers", run_containers, _containers_table, lambda a: not a.no_containers),
 ]
 
