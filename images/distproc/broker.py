@@ -258,8 +258,14 @@ class Broker:
         tasks = payloads if payloads is not None else kinds.make_payloads(
             job_spec.kind, job_spec.tasks, job_spec.size, job_spec.seed
         )  # fmt: skip
-        if job_spec.kind == "cpu" and job_spec.tasks:
-            kinds.expected("cpu", job_spec.size)  # the one slow check: computed before the lock
+        try:
+            kinds.check_payloads(job_spec.kind, payloads if payloads is not None else
+                                 [job_spec.size] if job_spec.tasks else [])  # fmt: skip
+        except ValueError as exc:
+            raise JobError(f"bad job: {exc}") from None
+        if job_spec.kind == "cpu":  # the one slow check: its answers computed before the lock
+            for p in set(payloads) if payloads is not None else {job_spec.size}:
+                kinds.expected("cpu", p)
         with self.lock:
             if self.current is not None and not self.current.done:
                 raise JobError(f"job {self.current.id} is still running")
@@ -333,12 +339,14 @@ class Broker:
         calls.flag("results", results)
         with self.lock:
             job = self._job(job_id)
+            job.sink.flush()
+            rep = build(job, self.registry.by_index, self.identity).to_dict()
+        if results:  # read back outside the lock: it may be a large file
             try:
-                rows = sorted(job.sink.read(), key=lambda r: r["id"]) if results else None
+                rep["results"] = sorted(job.sink.read(), key=lambda r: r["id"])
             except ResultsUnavailable as exc:
                 raise JobError(str(exc)) from None
-            return build(job, self.registry.by_index, self.identity,
-                         (lambda: rows) if results else None).to_dict()  # fmt: skip
+        return rep
 
     def status(self) -> dict[str, Any]:
         """Who is connected, and the current job."""

@@ -169,6 +169,23 @@ def expected(kind: str, payload: Any) -> Any:
     raise KeyError(kind)
 
 
+MAX_INT_BITS = 64  # a built-in kind's payload: an int of at most this many bits
+MAX_CPU_PAYLOAD = 10_000_000  # cpu(n) by trial division: about a minute at this n
+
+
+def check_payloads(kind: str, payloads: Sequence[Any]) -> None:
+    """Raise ValueError unless explicit payloads suit a built-in kind: the master computes
+    each distinct ``cpu`` answer itself, so an unbounded one would be unbounded work."""
+    if kind not in _BUILTINS:
+        return
+    for i, p in enumerate(payloads):
+        if type(p) is not int or p.bit_length() > MAX_INT_BITS or (kind != "square" and p < 0):
+            shown = repr(p)[:60] if type(p) is not int else f"an int of {p.bit_length()} bits"
+            raise ValueError(f"payload {i}: kind {kind} takes ints of at most 64 bits, not {shown}")
+        if kind == "cpu" and p > MAX_CPU_PAYLOAD:
+            raise ValueError(f"payload {i}: cpu payloads are at most {MAX_CPU_PAYLOAD:,}")
+
+
 def checkable(kind: str) -> bool:
     """Whether the master can verify values of this kind itself."""
     return kind in _BUILTINS
@@ -183,6 +200,11 @@ def checker(kind: str) -> Callable[[Any, Any], bool] | None:
         return None
 
     def check(payload: Any, value: Any) -> bool:
-        return type(value) is int and value == expected(kind, payload)
+        # payloads were checked at submit (built-in kinds take ints), but whatever a value
+        # or payload is, judging it must not raise into the ledger: a miss is "wrong"
+        try:
+            return type(value) is int and value == expected(kind, payload)
+        except Exception:
+            return False
 
     return check

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LIVE_SECONDS = 5.0  # a worker unseen for longer is not counted as connected
+MAX_LIVE_WORKERS = 4096  # a hello from one more new worker is refused
+KEEP_IDENTITIES = 1024  # past this many records, gone workers keep their id only
 
 
 @dataclass
@@ -26,13 +28,27 @@ class WorkerRecord:
         return not self.left and now - self.last_seen < LIVE_SECONDS
 
 
+class RegistryFull(ValueError):
+    """Too many live workers: a new one is refused (it travels as a plain ValueError)."""
+
+    def __reduce__(self) -> tuple[type, tuple[str, ...]]:
+        return ValueError, tuple(map(str, self.args))
+
+
 class WorkerRegistry:
-    """Workers by id and by index (ledgers refer to a worker by its index)."""
+    """Workers by id and by index (ledgers refer to a worker by its index).
+
+    Bounded: at most ``MAX_LIVE_WORKERS`` live at once, and a gone worker's identity is
+    dropped once there are more than ``KEEP_IDENTITIES`` records, so that 20,000 hellos with
+    16 KB identities (330 MB, measured) cost an id each. Records are never removed: a job's
+    tallies name workers by index.
+    """
 
     def __init__(self) -> None:
         self.workers: dict[str, WorkerRecord] = {}
         self.by_index: list[WorkerRecord] = []
         self.classic_peers: dict[str, int] = {}  # peer IP -> worker, decided per classic job
+        self._active = (0.0, 0)  # (when counted, how many), recounted at most every 0.5 s
 
     def seen(self, wid: str, peer: str) -> WorkerRecord | None:
         """A known worker called from ``peer``: it is live again; None if unknown."""
@@ -44,7 +60,13 @@ class WorkerRegistry:
         return rec
 
     def join(self, wid: str, identity: dict[str, Any], peer: str) -> WorkerRecord:
-        rec = self.workers.get(wid) or self._new(wid, identity)
+        rec = self.workers.get(wid)
+        if rec is None:
+            near = self.active() >= MAX_LIVE_WORKERS - 64  # the cached count, mostly
+            if near and self.active(fresh=True) >= MAX_LIVE_WORKERS:
+                raise RegistryFull(f"the master has {MAX_LIVE_WORKERS} live workers already")
+            rec = self._new(wid, identity)
+            self._forget_gone()
         rec.identity = dict(identity)
         self.seen(wid, peer)
         return rec
@@ -59,14 +81,29 @@ class WorkerRegistry:
         rec.first_seen = rec.last_seen = time.monotonic()
         self.workers[wid] = rec
         self.by_index.append(rec)
+        when, count = self._active
+        self._active = (when, count + 1)  # it is live: the cached count knows at once
         return rec
 
     def name(self, index: int) -> str:
         return self.by_index[index].wid
 
-    def active(self) -> int:
+    def _forget_gone(self) -> None:
+        if len(self.by_index) <= KEEP_IDENTITIES or len(self.by_index) % 64:
+            return  # every 64th new record: the sweep is O(records)
         now = time.monotonic()
-        return sum(1 for r in self.by_index if r.live(now))
+        for r in self.by_index[:-KEEP_IDENTITIES]:
+            if not r.live(now) and r.identity:
+                r.identity, r.peers = {}, set()
+
+    def active(self, fresh: bool = False) -> int:
+        """Live workers: counted at most every 0.5 s (a lease asks it; O(records))."""
+        now = time.monotonic()
+        when, count = self._active
+        if fresh or now - when > 0.5:
+            count = sum(1 for r in self.by_index if r.live(now))
+            self._active = (now, count)
+        return count
 
     def _ours_at(self, peer: str) -> list[WorkerRecord]:
         now = time.monotonic()

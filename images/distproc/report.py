@@ -8,7 +8,6 @@ not change with the protocol: ``totals.lost`` is always there (0 under ``leased`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -231,8 +230,7 @@ def summary(job: Ledger, totals: Totals, lost: list[Letter], dead: list[Letter],
     return "; ".join(parts)
 
 
-def build(job: Ledger, workers: list[Any], master: dict[str, Any],
-          results: Callable[[], list[dict[str, Any]]] | None = None) -> Report:  # fmt: skip
+def build(job: Ledger, workers: list[Any], master: dict[str, Any]) -> Report:
     """The report: totals, per-worker evidence, timing and the self-checks' verdict."""
     c = job.counts
     end = job.finished if job.finished is not None else job.clock()
@@ -266,5 +264,4 @@ def build(job: Ledger, workers: list[Any], master: dict[str, Any],
         ok=all(ch.ok for ch in verdict),
         summary=summary(job, totals, lost, dead, failed),
         values=job.sink.describe(),
-        results=results() if results is not None else None,
     )

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-#: A report lists at most this many results inline; past that, read the file.
-MAX_INLINE_RESULTS = 1_000_000
+#: A report lists at most this many results inline, from a file of at most this many bytes;
+#: past that, read the file. 1,000,000 small rows in one reply took the master to 1.6 GB.
+MAX_INLINE_RESULTS = 100_000
+MAX_INLINE_BYTES = 16 * 2**20
 
 
 class ResultsUnavailable(ValueError):
@@ -38,6 +40,9 @@ class ResultSink:
         self.written += 1
 
     def close(self) -> None:
+        """Nothing buffered."""
+
+    def flush(self) -> None:
         """Nothing buffered."""
 
     def describe(self) -> dict[str, Any]:
@@ -71,7 +76,12 @@ class StreamSink(ResultSink):
                 "attempts": attempts}  # fmt: skip
         if error:
             line["error"] = error
-        self._file.write(json.dumps(line, default=repr) + "\n")
+        try:
+            text = json.dumps(line, default=repr)
+        except (ValueError, TypeError, RecursionError):  # a huge int, a tuple key, a cycle...
+            line["value"] = repr(value)[:MAX_REPR] if _repr_ok(value) else "<not representable>"
+            text = json.dumps(line)
+        self._file.write(text + "\n")
         self.written += 1
 
     def close(self) -> None:
@@ -79,17 +89,33 @@ class StreamSink(ResultSink):
             self._file.close()
             self._file = None
 
-    def read(self) -> Iterator[dict[str, Any]]:
-        if self.written > MAX_INLINE_RESULTS:
-            raise ResultsUnavailable(
-                f"{self.written:,} results are too many to list in a report "
-                f"(at most {MAX_INLINE_RESULTS:,}): read {self.path} on the master"
-            )
+    def flush(self) -> None:
         if self._file is not None:
             self._file.flush()
+
+    def read(self) -> Iterator[dict[str, Any]]:
+        """The rows written so far (``flush`` first, under the lock; read outside it)."""
+        size = os.path.getsize(self.path)
+        if self.written > MAX_INLINE_RESULTS or size > MAX_INLINE_BYTES:
+            raise ResultsUnavailable(
+                f"{self.written:,} results ({size:,} bytes) are too many to list in a report "
+                f"(at most {MAX_INLINE_RESULTS:,} rows, {MAX_INLINE_BYTES // 2**20} MiB): "
+                f"read {self.path} on the master"
+            )
         with open(self.path, encoding="utf-8") as f:
             for line in f:
                 yield json.loads(line)
+
+
+MAX_REPR = 1000
+
+
+def _repr_ok(value: Any) -> bool:
+    try:
+        repr(value)
+    except Exception:
+        return False
+    return True
 
 
 def sink_for(mode: str, directory: str | None, job_id: str) -> ResultSink:
