@@ -185,5 +185,5 @@ class Pools:
         for pool in self._pools.values():
             if terminate and isinstance(pool, ProcessPoolExecutor):
                 for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
+                    proc.kill()  # SIGKILL: pool processes ignore SIGTERM (see the initializer)
             pool.shutdown(wait=False, cancel_futures=True)
