@@ -156,6 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a request larger than this closes its connection (default %(default)s)",
     )
     m.add_argument(
+        "--send-timeout",
+        type=_number(float, 0.0, 86400),
+        default=60.0,
+        help="close a served connection whose reply makes no progress for this many seconds "
+        "(a client that never reads it: closed after about 3 times this, as the send buffer "
+        "grows; 0: never; default %(default)s)",
+    )
+    m.add_argument(
+        "--keepalive-idle",
+        type=_number(int, 0, 86400),
+        default=30,
+        help="TCP keepalive on served connections: probe after this many idle seconds, "
+        "every 10 s, and close after 3 unanswered probes, so that a vanished peer frees its "
+        "slot in about idle + 30 s (0: no keepalive; default %(default)s)",
+    )
+    m.add_argument(
         "--exit-when-done",
         action="store_true",
         help="with --tasks: print the job's report and exit (3 if a check failed)",
@@ -247,6 +263,8 @@ def cmd_master(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         max_request=args.max_request_mib * server.MIB,
         refusal_log_interval=args.refusal_log_interval,
+        keepalive=(args.keepalive_idle, 10, 3),
+        send_timeout=args.send_timeout,
     )
     master = Master(args.host, args.port, key, limits=limits, results_dir=args.results_dir).start()
     stop = _stop_on_signals()

@@ -30,6 +30,12 @@ import struct
 from .stdlib_private import ALLOWED_DIGESTS, CHALLENGE, FAILURE, WELCOME
 
 HANDSHAKE_MESSAGE_MAX = 256  # what the stdlib accepts for each handshake message
+# The first request is buffered here, per pending connection, before a thread serves it: a
+# real one (accept_connection, create, dummy, incref, decref with their small arguments) is
+# 27-72 bytes pickled (3.11, a thread name of 30 characters), so 64 KiB is ample, and 64
+# pending handshakes hold at most ~4 MiB. With --max-request-mib (64 MiB) here instead, 16
+# connections that announced a big first request and stalled made the master reach 1 GB.
+FIRST_REQUEST_MAX = 64 * 1024
 _MD5_DIGEST_LEN = 16
 _LEGACY_CHALLENGE_LEN = 20
 _LEGACY_LENGTHS = (_MD5_DIGEST_LEN, _LEGACY_CHALLENGE_LEN)
@@ -42,6 +48,10 @@ class AuthFailed(Exception):
 
 class NotAClient(Exception):
     """The peer sent something no multiprocessing client sends (HTTP, garbage, a huge size)."""
+
+
+class TooBig(NotAClient):
+    """The peer announced a first request over the handshake's cap (``FIRST_REQUEST_MAX``)."""
 
 
 def frame(payload: bytes) -> bytes:
@@ -96,9 +106,9 @@ class Handshake:
     the first request's bytes, unpickled later by the thread that serves it.
     """
 
-    def __init__(self, authkey: bytes, max_request: int) -> None:
+    def __init__(self, authkey: bytes, max_request: int = FIRST_REQUEST_MAX) -> None:
         self._authkey = authkey
-        self._max_request = max_request
+        self._max_request = max_request  # of the first request (FIRST_REQUEST_MAX says why)
         self._challenge = b"{sha256}" + os.urandom(40)
         self._in = bytearray()
         self._step = 0
@@ -133,7 +143,7 @@ class Handshake:
             start = 12
         if size < 0 or size > limit:
             if self._step == 3:
-                raise NotAClient(f"a request of {size} bytes, over {limit >> 20} MiB")
+                raise TooBig(f"a first request of {size} bytes, over {limit} bytes")
             raise NotAClient(f"a handshake message of {size} bytes (at most {limit})")
         if len(self._in) < start + size:
             return None

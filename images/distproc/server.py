@@ -10,10 +10,19 @@ again. This server:
   thread, non-blocking, each bounded as a whole by ``handshake_timeout``, so a client that
   says nothing, or trickles bytes, holds no thread and is dropped in time;
 - caps the connections in the handshake (overall and per peer IP) and the connections it
-  serves (one thread each); past a cap a new connection is closed at once;
-- hands only authenticated connections, with their first request, to serving threads, and
-  bounds the size of every request (``max_request``): an over-size one closes that
+  serves (one thread each); past the per-peer or the served cap a new connection is closed
+  at once, but a full handshake table evicts a pending handshake of the peer holding the
+  most slots (oldest first) for the newcomer, so that a few flooding IPs cannot lock out a
+  key holder by squatting every slot with idle sockets;
+- bounds the first request in the handshake to 64 KiB (``handshake.FIRST_REQUEST_MAX``),
+  hands only authenticated connections, with their first request, to serving threads, and
+  bounds the size of every later request (``max_request``): an over-size one closes that
   connection, not the master;
+- sets keepalive and a send timeout on every served connection (``tcp.set_served_options``),
+  so that a vanished peer or a client that never reads its reply frees its thread in time;
+- does not answer ``shutdown`` (it would stop the accepter for good) and never lets
+  ``decref`` drop a shared object (the broker, the classic queues) below a refcount of 1,
+  so that no request can pull them from under the live proxies of other clients;
 - drops, with one log line per peer per interval, a client with the wrong authkey, random
   bytes, an HTTP request or a payload that cannot be unpickled, and keeps serving everyone;
 - records the TCP peer address and a connection id of every connection in a thread-local
@@ -40,10 +49,10 @@ from multiprocessing.managers import BaseManager, Server
 from traceback import format_exc
 from typing import Any
 
-from .handshake import AuthFailed, Handshake, NotAClient
+from .handshake import AuthFailed, Handshake, NotAClient, TooBig
 from .ratelimit import PeerLogLimiter
-from .stdlib_private import SERVE_EXITS_WITH, listening_socket, public_requests
-from .tcp import set_nodelay
+from .stdlib_private import SERVE_EXITS_WITH, listening_socket, public_requests, refcounts
+from .tcp import set_nodelay, set_served_options
 
 log = logging.getLogger("distproc.master")
 
@@ -52,6 +61,9 @@ BACKLOG = 256
 MIB = 1024 * 1024
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 _ACCEPTS_PER_ROUND = 64  # so that a burst of connects cannot starve handshakes in progress
+# Server.public names we do not answer: ``shutdown`` sets stop_event, which ends the accepter
+# (the master then lives on, accepting nobody); our master stops only on its own signal.
+_NOT_ANSWERED = frozenset({"shutdown"})
 
 
 @dataclass(frozen=True)
@@ -61,8 +73,13 @@ class ServerLimits:
     The defaults fit the default master container (``pids: 256``): each served connection
     is a thread, the master has about five of its own, and ``orchestrate job`` runs a
     submit process in the same container, so 200 served connections leave ~50 spare.
-    Handshakes take no thread, only a socket and at most a few hundred bytes each until
-    authenticated.
+    Handshakes take no thread, only a socket and at most 64 KiB each (a first request's cap)
+    until authenticated.
+
+    ``keepalive`` (idle, interval, count seconds) notices a vanished peer of a served
+    connection in about a minute; ``send_timeout`` closes a served connection whose reply
+    makes no progress for that long (``tcp.set_served_options`` says how; 0: off). There is
+    deliberately no idle timeout on served connections: workers idle between jobs.
     """
 
     max_connections: int = 200
@@ -71,6 +88,8 @@ class ServerLimits:
     handshake_timeout: float = 5.0
     max_request: int = 64 * MIB
     refusal_log_interval: float = 10.0
+    keepalive: tuple[int, int, int] = (30, 10, 3)
+    send_timeout: float = 60.0
 
 
 def current_peer() -> str:
@@ -91,11 +110,16 @@ class GuardedConnection:
     on a result the master keeps refusing after a few tries."""
 
     def __init__(
-        self, conn: connection.Connection, peer: tuple[str, int], max_request: int
+        self,
+        conn: connection.Connection,
+        peer: tuple[str, int],
+        max_request: int,
+        send_timeout: float = 0.0,
     ) -> None:
         self._conn = conn
         self.peer = peer
         self._max = max_request
+        self._send_timeout = send_timeout
 
     def recv(self) -> Any:
         try:
@@ -119,7 +143,21 @@ class GuardedConnection:
             raise EOFError("unreadable request") from None
 
     def send(self, obj: Any) -> None:
-        self._conn.send(obj)
+        """Send a reply; one that fails (EAGAIN after SO_SNDTIMEO: a client that does not read)
+        closes the connection at once, since part of it may be written: ``serve_client``
+        then fails its fallback send at once too and ends the thread, freeing the reply."""
+        try:
+            self._conn.send(obj)
+        except OSError as exc:
+            if not self._conn.closed:
+                if isinstance(exc, BlockingIOError):
+                    log.warning(
+                        "dropped %s:%d: a reply made no progress for %gs (--send-timeout)",
+                        *self.peer,
+                        self._send_timeout,
+                    )
+                self._conn.close()
+            raise
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
@@ -149,7 +187,7 @@ class GuardedServer(Server):
         super().__init__(registry, address, authkey, "pickle")
         self.limits = limits or ServerLimits()
         self.handshake_timeout = self.limits.handshake_timeout
-        self._public = public_requests(self)
+        self._public = public_requests(self) - _NOT_ANSWERED
         # the stdlib listens with a backlog of 16 (3.11): too few when 64 workers start at once
         self._lsock = listening_socket(self.listener)
         self._lsock.listen(BACKLOG)
@@ -231,27 +269,39 @@ class GuardedServer(Server):
     ) -> None:
         lim = self.limits
         refused = None
-        if len(self._pending) >= lim.max_handshakes:
-            refused = f"{len(self._pending)} handshakes in progress (--max-handshakes)"
-        elif self._per_peer[peer[0]] >= lim.max_handshakes_per_peer:
+        if self._per_peer[peer[0]] >= lim.max_handshakes_per_peer:
             refused = f"{lim.max_handshakes_per_peer} handshakes from it in progress"
-        elif self._served + len(self._pending) >= lim.max_connections:
+        elif self._served >= lim.max_connections:
             refused = f"{self._served} connections served (--max-connections)"
         if refused:
             self.refusals.warning(peer[0], "refused %s:%d: %s", *peer, refused)
             _close(sock)
             return
+        if self._pending and (
+            len(self._pending) >= lim.max_handshakes
+            or self._served + len(self._pending) >= lim.max_connections
+        ):
+            self._evict(sel)
         sock.setblocking(False)
         set_nodelay(sock.fileno())
-        p = _Pending(
-            sock,
-            peer,
-            time.monotonic() + self.handshake_timeout,
-            Handshake(self.authkey, lim.max_request),
-        )
+        p = _Pending(sock, peer, time.monotonic() + self.handshake_timeout, Handshake(self.authkey))
         self._pending[sock.fileno()] = p
         self._per_peer[peer[0]] += 1
         sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, p)
+
+    def _evict(self, sel: selectors.BaseSelector) -> None:
+        """Make room for a newcomer: drop the oldest pending handshake of the peer holding the
+        most slots. Refusing the newcomer instead let 4 IPs x 16 idle sockets, reopened as
+        soon as dropped, fill the 64 slots: key holders then failed to connect most of the
+        time. This way a flooder only evicts itself while a peer with one pending connection
+        keeps it. A linear scan: the table is small (64 by default) and only full under a
+        flood; ``_pending`` iterates in admission order, so the first match is the oldest."""
+        most = max(self._per_peer.values())
+        victim = next(p for p in self._pending.values() if self._per_peer[p.peer[0]] == most)
+        self._drop(
+            sel, victim, "dropped %s:%d: evicted from a full handshake table, its peer holding "
+            "%d of %d slots (--max-handshakes)", *victim.peer, most, len(self._pending),
+        )  # fmt: skip
 
     def _step(self, sel: selectors.BaseSelector, p: _Pending, mask: int) -> None:
         hs = p.handshake
@@ -277,6 +327,9 @@ class GuardedServer(Server):
             with contextlib.suppress(OSError):
                 p.sock.send(hs.out)  # #FAILURE#, so that the client says "wrong authkey"
             self._drop(sel, p, "dropped %s:%d: %s", *p.peer, exc)
+            return
+        except TooBig as exc:
+            self._drop(sel, p, "dropped %s:%d: %s (the handshake's cap)", *p.peer, exc)
             return
         except NotAClient as exc:
             self._drop(sel, p, "dropped %s:%d: not a distproc client (%s)", *p.peer, exc)
@@ -327,6 +380,7 @@ class GuardedServer(Server):
         conn = None
         try:
             p.sock.setblocking(True)
+            set_served_options(p.sock, self.limits.keepalive, self.limits.send_timeout)
             conn = connection.Connection(p.sock.detach())
             cid = next(self._ids)
             threading.Thread(
@@ -383,13 +437,27 @@ class GuardedServer(Server):
                 peer[0], "dropped %s:%d: not a distproc client (%r)", *peer, funcname
             )
             return
-        guarded = GuardedConnection(conn, peer, self.limits.max_request)
+        guarded = GuardedConnection(conn, peer, self.limits.max_request, self.limits.send_timeout)
         try:
             msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(guarded, *args, **kwds))
         except Exception:
             msg = ("#TRACEBACK", format_exc())
         with contextlib.suppress(OSError):
             conn.send(msg)
+
+    def decref(self, c: Any, ident: str) -> None:
+        """The stdlib's ``decref``, except that it never takes an object below a refcount of
+        1. Our registered callables return long-lived singletons (the broker and the two
+        classic queues) shared by every client; at 0 the stdlib forgets one, and every live
+        proxy of it then fails with ``RemoteError: KeyError``: one ``decref <broker ident>``
+        request (its refcount is 1 with one client) crashed a running submit and made the
+        workers reconnect. So they stay for the server's life; an unknown ident still
+        raises KeyError, as in the stdlib."""
+        mutex, counts = refcounts(self)
+        with mutex:
+            count = counts[ident]
+            if count > 1:
+                counts[ident] = count - 1
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,9 +2,10 @@
 
 The hardened server and the client need a few things the stdlib does not expose: the
 listening socket (to raise the backlog and to accept without blocking), the names a manager
-server answers on a new connection, the connection factory managers and proxies use, and
-the proxies' per-address connection cache. Each is reached here only, so that when a Python
-release moves one, one module breaks, and ``tests/unit/test_stdlib_private.py`` says which.
+server answers on a new connection, its proxy refcounts (to pin the shared objects), the
+connection factory managers and proxies use, and the proxies' per-address connection cache.
+Each is reached here only, so that when a Python release moves one, one module breaks, and
+``tests/unit/test_stdlib_private.py`` says which.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ def listening_socket(listener: connection.Listener) -> socket.socket:
 def public_requests(server: Server) -> frozenset[str]:
     """What a manager server answers as a new connection's first request (``Server.public``)."""
     return frozenset(server.public)
+
+
+def refcounts(server: Server) -> tuple[Any, dict[str, int]]:
+    """The lock and the proxy refcount by object ident of a manager server (``Server.mutex``,
+    ``Server.id_to_refcount``). ``Server.create`` adds an ident at 1, each proxy's
+    construction increfs and its finalizer decrefs; at 0 the stdlib forgets the object."""
+    return server.mutex, server.id_to_refcount
 
 
 Client = Callable[..., connection.Connection]

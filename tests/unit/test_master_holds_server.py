@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import selectors
 import socket
 import struct
 import threading
@@ -249,7 +250,8 @@ def test_over_size_request_is_dropped_and_the_master_serves_on(procs: Procs) -> 
     assert code == 0 and rep["totals"]["ok"] == 300
     procs.stop_all()
     log = procs.log_of(master)
-    assert log.count("over 1 MiB") >= 2, log
+    assert "over 65536 bytes (the handshake's cap)" in log, log  # the first request
+    assert log.count("over 1 MiB") >= 1, log  # the later one
 
 
 def test_a_200_mb_result_ends_not_ok_and_the_master_stays_small(procs: Procs) -> None:
@@ -359,6 +361,284 @@ def test_disconnect_hooks_get_the_connection_id() -> None:
         proxy._tls.connection.close()  # end that proxy's connection
         assert done.wait(5), (seen, ended)
         assert cid in ended
+    finally:
+        srv.stop_event.set()
+        srv.listener.close()
+
+
+class _Squat:
+    """Idle connections from several loopback source IPs (all of 127/8 is loopback on Linux),
+    each reopened as soon as the master drops it: bounded by ``seconds`` and ``max_reopens``."""
+
+    def __init__(
+        self, port: int, ips: list[str], per_ip: int, seconds: float = 30, max_reopens: int = 50_000
+    ) -> None:
+        self.port, self.ips, self.per_ip = port, ips, per_ip
+        self.seconds, self.max_reopens = seconds, max_reopens
+        self.reopens = 0
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Squat:
+        self._thread.start()
+        assert self.ready.wait(10), "the squat did not open its sockets"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _open(self, sel: selectors.BaseSelector, ip: str, missing: list[str]) -> None:
+        s = socket.socket()
+        try:
+            s.bind((ip, 0))
+            s.settimeout(2)
+            s.connect(("127.0.0.1", self.port))
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ, ip)
+        except OSError:
+            s.close()
+            missing.append(ip)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        missing: list[str] = []
+        with selectors.DefaultSelector() as sel:
+            for ip in self.ips:
+                for _ in range(self.per_ip):
+                    self._open(sel, ip, missing)
+            self.ready.set()
+            while (
+                not self._stop.is_set()
+                and time.monotonic() < deadline
+                and self.reopens < self.max_reopens
+            ):
+                retry, missing = missing, []
+                for ip in retry:
+                    self._open(sel, ip, missing)
+                for key, _ in sel.select(0.02):
+                    s = key.fileobj
+                    assert isinstance(s, socket.socket)
+                    try:
+                        data = s.recv(4096)  # our challenge, never answered; or EOF
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        sel.unregister(s)
+                        s.close()
+                        self.reopens += 1
+                        self._open(sel, key.data, missing)
+            for key in list(sel.get_map().values()):
+                key.fileobj.close()  # type: ignore[union-attr]
+
+
+def test_handshake_squatting_cannot_lock_out_key_holders(procs: Procs) -> None:
+    """64 idle sockets from 4 source IPs (16 each, the per-peer cap) fill --max-handshakes 64
+    and are reopened as soon as dropped; a key holder from a fifth IP still connects promptly,
+    every time, because a full table evicts the flooders' oldest handshakes for it."""
+    from distproc.client import broker, connect, forget
+
+    master = procs.master("--refusal-log-interval", "0")
+    took = []
+    with _Squat(procs.port, [f"127.0.0.{i}" for i in range(2, 6)], per_ip=16) as squat:
+        time.sleep(0.5)  # all 64 accepted and pending
+        for _ in range(5):
+            t0 = time.monotonic()
+            m = connect(("127.0.0.1", procs.port), procs.key.encode(), timeout=3)
+            assert broker(m).ping()
+            took.append(time.monotonic() - t0)
+            forget(("127.0.0.1", procs.port))
+            time.sleep(0.2)
+        reopened = squat.reopens
+    procs.stop_all()
+    print(f"key holder connect+ping under the squat: {[round(t, 3) for t in took]} s, "
+          f"{reopened} squatter sockets reopened")  # fmt: skip
+    assert max(took) < 1.0, took
+    log = procs.log_of(master)
+    assert "evicted from a full handshake table" in log, log[-3000:]
+
+
+def test_shutdown_as_a_first_request_is_refused(procs: Procs) -> None:
+    """``shutdown`` would stop the accepter for good: it is dropped like an unknown request,
+    and a worker that connects afterwards runs a new job."""
+    master = procs.master("--refusal-log-interval", "0")
+    c = _authenticated(procs.port, procs.key)
+    c.send((None, "shutdown", (), {}))
+    with pytest.raises((EOFError, OSError)):
+        assert c.poll(5)
+        c.recv()  # the stdlib answers ('#RETURN', None) and stops accepting
+    c.close()
+    time.sleep(1.5)  # past serve_forever()'s 1 s check of stop_event
+    procs.worker("--name", "w1")
+    code, rep = procs.submit("--tasks", "100", "--connect-timeout", "10")
+    assert code == 0 and rep["totals"]["ok"] == 100
+    procs.stop_all()
+    assert "not a distproc client ('shutdown')" in procs.log_of(master)
+
+
+def test_decref_cannot_drop_the_broker_under_live_proxies(procs: Procs) -> None:
+    """``decref <broker ident>`` twice (its refcount is 1 with our one proxy): the proxy and
+    a new job still work, since no decref takes a registered object below 1."""
+    from distproc.client import broker, connect
+
+    procs.master()
+    b = broker(connect(("127.0.0.1", procs.port), procs.key.encode(), timeout=5))
+    ident = b._token.id
+    for _ in range(2):
+        c = _authenticated(procs.port, procs.key)
+        c.send((None, "decref", (ident,), {}))
+        assert c.poll(5)
+        kind, _result = c.recv()
+        c.close()
+        assert kind == "#RETURN", _result  # the stdlib: KeyError the second time
+    assert b.ping()  # the stdlib forgot the broker: RemoteError KeyError here
+    procs.worker("--name", "w1")
+    code, rep = procs.submit("--tasks", "200")
+    assert code == 0 and rep["totals"]["ok"] == 200
+    assert b.ping()
+
+
+def test_a_stalled_big_first_request_is_dropped_at_once(procs: Procs) -> None:
+    """A first request announcing 10 MiB is dropped as soon as its length arrives (the
+    handshake holds at most 64 KiB of it), and 15 more that send 8 MiB of theirs do not
+    grow the master's peak RSS (it was the whole request, per pending connection)."""
+    master = procs.master("--handshake-timeout", "10", "--refusal-log-interval", "0")
+    time.sleep(0.3)
+    before = _vm_hwm_kib(master.pid)
+    header = struct.pack("!i", 10 << 20)
+    c = _authenticated(procs.port, procs.key)
+    t0 = time.monotonic()
+    os.write(c.fileno(), header + b"x" * 1000)
+    closed = c.poll(3)  # readable: at EOF
+    took = time.monotonic() - t0
+    with pytest.raises((EOFError, OSError)):
+        c.recv_bytes()
+    c.close()
+    assert closed and took < 1.0, took
+    stalled = []
+    for _ in range(15):
+        c = _authenticated(procs.port, procs.key)
+        stalled.append(c)
+        with socket.socket(fileno=os.dup(c.fileno())) as s:
+            s.settimeout(3)
+            with contextlib.suppress(OSError):
+                s.sendall(header + b"x" * (8 << 20))  # then stalls, 2 MiB short
+    time.sleep(0.5)
+    grew_mib = (_vm_hwm_kib(master.pid) - before) / 1024
+    for c in stalled:
+        c.close()
+    procs.stop_all()
+    print(f"dropped {took * 1000:.0f} ms after the length; peak RSS grew {grew_mib:.1f} MiB")
+    assert grew_mib < 8, f"the master's peak RSS grew {grew_mib:.0f} MiB"
+    log = procs.log_of(master)
+    assert "a first request of 10485760 bytes, over 65536 bytes" in log, log[-3000:]
+
+
+def _threads(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"Threads:\s+(\d+)", text).group(1))
+
+
+def test_a_client_that_never_reads_is_released_within_the_send_timeout(procs: Procs) -> None:
+    """``status()`` after 1000 workers with 16 KB identities (a ~16 MB reply) on a
+    connection that never reads: with --send-timeout 1 its serving thread and connection
+    are released in ~3 s (two short writes as the send buffer grows, then EAGAIN; before,
+    never), and the master serves on."""
+    from distproc.client import broker, connect
+
+    master = procs.master("--send-timeout", "1", "--refusal-log-interval", "0")
+    b = broker(connect(("127.0.0.1", procs.port), procs.key.encode(), timeout=5))
+    identity = {"pad": "x" * 16_000}
+    for i in range(1000):
+        b.hello(f"w{i}", identity)
+    base = _threads(master.pid)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    s.connect(("127.0.0.1", procs.port))
+    c = connection.Connection(s.detach())
+    try:
+        connection.answer_challenge(c, procs.key.encode())
+        connection.deliver_challenge(c, procs.key.encode())
+        c.send((None, "accept_connection", ("never-reads",), {}))
+        assert c.recv() == ("#RETURN", None)
+        assert _threads(master.pid) == base + 1  # its serving thread
+        t0 = time.monotonic()
+        c.send((b._token.id, "status", (), {}))  # and never read the reply
+        deadline = t0 + 10
+        while _threads(master.pid) > base and time.monotonic() < deadline:
+            time.sleep(0.05)
+        released = time.monotonic() - t0
+        assert _threads(master.pid) == base, "the serving thread is still held after 10 s"
+    finally:
+        c.close()
+    print(f"released {released:.2f} s after the request (--send-timeout 1)")
+    assert released < 5, released
+    assert b.ping()
+    procs.stop_all()
+    assert "a reply made no progress for 1s (--send-timeout)" in procs.log_of(master)
+
+
+def _served_peer_of(local: tuple[str, int]) -> socket.socket:
+    """This process's socket whose peer is ``local`` (the server's end of a connection)."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            s = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket
+        try:
+            if s.type == socket.SOCK_STREAM and s.getpeername() == local:
+                return s
+        except OSError:
+            pass
+        s.close()
+    raise LookupError(f"no socket connected to {local}")
+
+
+def test_served_connections_have_keepalive_and_a_send_timeout() -> None:
+    """Read back from the server's end of a served connection: SO_KEEPALIVE with the idle,
+    interval and count given, TCP_USER_TIMEOUT of their span, and SO_SNDTIMEO."""
+    from multiprocessing.managers import BaseManager
+
+    from distproc import server
+
+    class _Obj:
+        def ping(self) -> int:
+            return 1
+
+    obj = _Obj()
+
+    class M(server.MasterManager):
+        pass
+
+    M.register("get_obj", callable=lambda: obj, exposed=("ping",))
+    limits = server.ServerLimits(keepalive=(7, 3, 4), send_timeout=2.5)
+    srv = server.GuardedServer(M._registry, ("127.0.0.1", 0), b"key", limits)
+    threading.Thread(target=srv.accepter, daemon=True).start()
+    try:
+
+        class C(BaseManager):
+            pass
+
+        C.register("get_obj")
+        m = C(address=srv.address, authkey=b"key")
+        m.connect()
+        proxy = m.get_obj()
+        assert proxy.ping() == 1
+        with socket.socket(fileno=os.dup(proxy._tls.connection.fileno())) as client_end:
+            local = client_end.getsockname()
+        with _served_peer_of(local) as s:
+            tcp = socket.IPPROTO_TCP
+            assert s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert s.getsockopt(tcp, socket.TCP_KEEPIDLE) == 7
+            assert s.getsockopt(tcp, socket.TCP_KEEPINTVL) == 3
+            assert s.getsockopt(tcp, socket.TCP_KEEPCNT) == 4
+            assert s.getsockopt(tcp, socket.TCP_USER_TIMEOUT) == (7 + 3 * 4) * 1000
+            tv = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.calcsize("ll"))
+            assert struct.unpack("ll", tv) == (2, 500_000)
+            assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == bytes(16)
     finally:
         srv.stop_event.set()
         srv.listener.close()

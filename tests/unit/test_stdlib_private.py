@@ -29,6 +29,27 @@ def test_listener_socket_and_public_requests() -> None:
         server.listener.close()
 
 
+def test_refcounts_are_the_servers_proxy_counts() -> None:
+    """``refcounts`` is the lock and dict ``create``/``incref``/``decref`` keep, and the
+    stdlib forgets an object at 0 (what GuardedServer.decref prevents), and has shutdown."""
+    from multiprocessing.managers import Server
+
+    obj = object()
+    server = Server({"get": (lambda: obj, (), None, None)}, ("127.0.0.1", 0), b"k", "pickle")
+    try:
+        mutex, counts = stdlib_private.refcounts(server)
+        ident, _ = server.create(None, "get")
+        assert counts[ident] == 1 and hasattr(mutex, "acquire")
+        server.incref(None, ident)
+        assert counts[ident] == 2
+        server.decref(None, ident)
+        server.decref(None, ident)
+        assert ident not in counts and ident not in server.id_to_obj
+        assert "shutdown" in stdlib_private.public_requests(server)
+    finally:
+        server.listener.close()
+
+
 def test_managers_and_proxies_take_the_installed_client() -> None:
     from multiprocessing import managers
 
