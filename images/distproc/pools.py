@@ -36,7 +36,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from . import kinds
+from . import kinds, stdlib_private
 
 log = logging.getLogger("distproc.worker")
 
@@ -110,8 +110,7 @@ def expected_parent(ctx: BaseContext) -> int | None:
     from multiprocessing import forkserver
 
     forkserver.ensure_running()
-    # private, but there since 3.4 and still in 3.13; None only if that ever changes
-    return getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    return stdlib_private.forkserver_pid()
 
 
 def run_timed(kind: str, payload: Any) -> tuple[Any, float]:
@@ -170,7 +169,7 @@ class Pools:
     def drop_broken(self) -> None:
         """A pool process died: drop the broken pool (the next task gets a fresh one)."""
         for mode, pool in list(self._pools.items()):
-            if getattr(pool, "_broken", False):
+            if stdlib_private.pool_is_broken(pool):
                 pool.shutdown(wait=False, cancel_futures=True)
                 del self._pools[mode]
 
@@ -184,6 +183,6 @@ class Pools:
         """Let go of every pool; ``terminate``: a hung task's process must not outlive us."""
         for pool in self._pools.values():
             if terminate and isinstance(pool, ProcessPoolExecutor):
-                for proc in list(getattr(pool, "_processes", {}).values()):
+                for proc in stdlib_private.pool_processes(pool):
                     proc.kill()  # SIGKILL: pool processes ignore SIGTERM (see the initializer)
             pool.shutdown(wait=False, cancel_futures=True)

@@ -64,3 +64,24 @@ def proxy_connection_cache() -> tuple[Any, dict]:
 # SystemExit. ``serve_client`` reads requests with ``conn.recv()`` and answers with
 # ``conn.send()``, so a wrapper with those two methods can bound what it reads.
 SERVE_EXITS_WITH = SystemExit
+
+
+# -- process pools (the worker) -------------------------------------------------------------
+
+
+def forkserver_pid() -> int | None:
+    """The running forkserver's pid (``forkserver._forkserver._forkserver_pid``): the parent
+    of every process a forkserver context starts. None if a release renames it."""
+    from multiprocessing import forkserver
+
+    return getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+
+
+def pool_processes(pool: Any) -> list[Any]:
+    """A ``ProcessPoolExecutor``'s live processes (``_processes``), to kill a hung one."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def pool_is_broken(pool: Any) -> bool:
+    """Whether a ``ProcessPoolExecutor`` lost a process (``_broken``) and refuses work."""
+    return bool(getattr(pool, "_broken", False))

@@ -115,3 +115,23 @@ def test_the_state_machine_speaks_the_stdlib_handshake(legacy_challenge: bool) -
     # our answers: raw MD5 to a 3.11 client's 20 bytes, {digest}... to a 3.12+ client's
     assert len(handshake.answer(key, bytes(20))) == 16
     assert handshake.answer(key, b"{sha384}" + bytes(40)).startswith(b"{sha384}")
+
+
+def test_process_pool_internals_the_worker_reads() -> None:
+    """pools.py kills a hung task's process, drops a broken pool and knows the forkserver's
+    pid through these: each must still mean what it meant."""
+    import multiprocessing
+    import os
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        assert pool.submit(os.getppid).result(timeout=30) == stdlib_private.forkserver_pid()
+        [proc] = stdlib_private.pool_processes(pool)
+        assert proc.is_alive() and not stdlib_private.pool_is_broken(pool)
+        os.kill(proc.pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(os.getpid).result(timeout=30)
+        assert stdlib_private.pool_is_broken(pool)
