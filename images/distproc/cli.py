@@ -17,9 +17,11 @@ import threading
 from multiprocessing import AuthenticationError
 from typing import Any
 
+from . import server
 from .auth import AuthkeyError, read_authkey
 from .broker import JobError
 from .client import LINK_ERRORS, Unreachable, broker, connect, parse_address
+from .identity import pids_limit
 from .spec import JobField, job_fields, make_spec
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
@@ -126,9 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--max-connections",
         type=POSITIVE,
-        default=200,
+        default=None,
         help="authenticated connections served at once, one thread each; past it a new "
-        "connection is closed at once (default %(default)s: fits the master's pids 256)",
+        "connection is closed at once (default: what fits the master's pids limit, less "
+        f"{server.SPARE_PIDS}: 200 under pids 256; {server.MAX_CONNECTIONS_UNLIMITED} "
+        "without a limit)",
     )
     m.add_argument(
         "--max-handshakes",
@@ -252,12 +256,11 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_master(args: argparse.Namespace) -> int:
-    from . import server
     from .master import Master
 
     key = read_authkey(args.authkey_file)
     limits = server.ServerLimits(
-        max_connections=args.max_connections,
+        max_connections=args.max_connections or server.default_max_connections(pids_limit()),
         max_handshakes=args.max_handshakes,
         max_handshakes_per_peer=args.max_handshakes_per_peer,
         handshake_timeout=args.handshake_timeout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import socket
 from pathlib import Path
 
@@ -45,6 +46,23 @@ def usable_cpus() -> int:
     if quota is not None:
         n = min(n, max(1, math.ceil(quota)))
     return max(1, n)
+
+
+PIDS_MAX_FILES = ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max")  # v2, v1
+
+
+def pids_limit() -> int | None:
+    """How many threads and processes this process may have: its cgroup's ``pids.max``
+    (v2 or v1), or its RLIMIT_NPROC; None when neither limits it."""
+    for path in PIDS_MAX_FILES:
+        try:
+            text = open(path).read().strip()  # noqa: SIM115 (one read)
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    return None if soft == resource.RLIM_INFINITY or os.geteuid() == 0 else soft
 
 
 def local_ip_of(fd: int) -> str:

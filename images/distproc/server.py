@@ -82,7 +82,7 @@ class ServerLimits:
     deliberately no idle timeout on served connections: workers idle between jobs.
     """
 
-    max_connections: int = 200
+    max_connections: int = 200  # see default_max_connections()
     max_handshakes: int = 64
     max_handshakes_per_peer: int = 16
     handshake_timeout: float = 5.0
@@ -90,6 +90,19 @@ class ServerLimits:
     refusal_log_interval: float = 10.0
     keepalive: tuple[int, int, int] = (30, 10, 3)
     send_timeout: float = 60.0
+
+
+SPARE_PIDS = 56  # the master's own threads, a submit process beside it, and headroom
+MAX_CONNECTIONS_UNLIMITED = 1024  # with no pids limit: still a bound (one thread each)
+
+
+def default_max_connections(pids: int | None) -> int:
+    """Served connections that fit under a pids limit (pids 256 -> 200). Each worker holds
+    two (its main loop and its heartbeat), so the default master serves 100 workers: raise
+    the master's ``pids`` in cluster.yaml for more."""
+    if pids is None:
+        return MAX_CONNECTIONS_UNLIMITED
+    return max(8, min(MAX_CONNECTIONS_UNLIMITED, pids - SPARE_PIDS))
 
 
 def current_peer() -> str:

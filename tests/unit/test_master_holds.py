@@ -178,3 +178,23 @@ def test_tutorial_worker_killed_holding_a_task_ends_the_job_at_once(procs: Procs
     [lost] = rep["lost"]
     assert lost["id"] == 0 and lost["worker"] == "classic@127.0.0.1"
     assert f"payload {taken}" in rep["summary"] and "classic@127.0.0.1" in rep["summary"]
+
+
+def test_the_connection_cap_follows_the_pids_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cap fixed at 200 would refuse the 101st worker of a master given pids 4096; one past
+    the pids limit would let a flood kill the accepter (can't start new thread)."""
+    from distproc import identity, server
+
+    pids_max = tmp_path / "pids.max"
+    monkeypatch.setattr(identity, "PIDS_MAX_FILES", (str(tmp_path / "none"), str(pids_max)))
+    pids_max.write_text("256\n")
+    assert identity.pids_limit() == 256 and server.default_max_connections(256) == 200
+    pids_max.write_text("4096\n")
+    assert server.default_max_connections(identity.pids_limit()) == 1024
+    pids_max.write_text("max\n")
+    monkeypatch.setattr(identity.os, "geteuid", lambda: 0)
+    assert identity.pids_limit() is None  # root: RLIMIT_NPROC does not bind
+    assert server.default_max_connections(None) == server.MAX_CONNECTIONS_UNLIMITED
+    assert server.default_max_connections(40) == 8
