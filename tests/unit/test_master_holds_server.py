@@ -105,6 +105,7 @@ def test_flood_past_the_thread_limit(procs: Procs, pids_limit: Callable[[int, in
     procs.worker("--name", "w1", "--mode", "inline")
     procs.wait_workers(1)
     sub = procs.submit_bg("--kind", "io", "--size", "2", "--tasks", "3000", "--batch", "8")
+    procs.wait_done(1)  # the submit client is connected (it does not reconnect) and waits
     # authenticated idle connections, each a serving thread, past pids.max 40
     held = []
     for _ in range(60):
