@@ -109,6 +109,9 @@ def _client_args(p: argparse.ArgumentParser, connect_timeout: float = 30.0) -> N
     )
 
 
+_LIMITS = server.ServerLimits()  # the master flags' defaults: defined there, once
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m distproc", description=__doc__.split("\n")[0])
     parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--handshake-timeout",
         type=SECONDS,
-        default=5.0,
+        default=_LIMITS.handshake_timeout,
         help="drop a client that has not authenticated and sent its first request within "
         "this many seconds (default %(default)s)",
     )
@@ -137,32 +140,32 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--max-handshakes",
         type=POSITIVE,
-        default=64,
+        default=_LIMITS.max_handshakes,
         help="connections in the handshake at once (default %(default)s)",
     )
     m.add_argument(
         "--max-handshakes-per-peer",
         type=POSITIVE,
-        default=16,
+        default=_LIMITS.max_handshakes_per_peer,
         help="of those, from one IP address (default %(default)s)",
     )
     m.add_argument(
         "--refusal-log-interval",
         type=_number(float, 0.0, 86400),
-        default=10.0,
+        default=_LIMITS.refusal_log_interval,
         help="log refused or dropped clients once per peer IP per this many seconds, with "
         "a count of the lines held back (0: every one; default %(default)s)",
     )
     m.add_argument(
         "--max-request-mib",
         type=POSITIVE,
-        default=64,
+        default=_LIMITS.max_request // server.MIB,
         help="a request larger than this closes its connection (default %(default)s)",
     )
     m.add_argument(
         "--send-timeout",
         type=_number(float, 0.0, 86400),
-        default=60.0,
+        default=_LIMITS.send_timeout,
         help="close a served connection whose reply makes no progress for this many seconds "
         "(a client that never reads it: closed after about 3 times this, as the send buffer "
         "grows; 0: never; default %(default)s)",
@@ -170,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--keepalive-idle",
         type=_number(int, 0, 86400),
-        default=30,
+        default=_LIMITS.keepalive[0],
         help="TCP keepalive on served connections: probe after this many idle seconds, "
         "every 10 s, and close after 3 unanswered probes, so that a vanished peer frees its "
         "slot in about idle + 30 s (0: no keepalive; default %(default)s)",
@@ -266,7 +269,7 @@ def cmd_master(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         max_request=args.max_request_mib * server.MIB,
         refusal_log_interval=args.refusal_log_interval,
-        keepalive=(args.keepalive_idle, 10, 3),
+        keepalive=(args.keepalive_idle, *_LIMITS.keepalive[1:]),
         send_timeout=args.send_timeout,
     )
     master = Master(args.host, args.port, key, limits=limits, results_dir=args.results_dir).start()
