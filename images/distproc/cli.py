@@ -21,6 +21,7 @@ from . import server
 from .auth import AuthkeyError, read_authkey
 from .broker import JobError
 from .client import LINK_ERRORS, Unreachable, broker, connect, parse_address
+from .concurrency import DEFAULT_THREADS, MODES
 from .identity import pids_limit
 from .spec import JobField, job_fields, make_spec
 
@@ -72,7 +73,7 @@ def _job_args(p: argparse.ArgumentParser, tasks_default: int | None) -> None:
             type=_checked(f),
             default=default,
             metavar="{" + ",".join(f.choices) + "}" if f.choices else f.name.upper(),
-            help=f"{f.help} (default %(default)s)",
+            help=f.help if f.nullable else f"{f.help} (default %(default)s)",  # it says its own
         )
 
 
@@ -196,14 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--name", default=socket.gethostname())
     w.add_argument("--group", default="")
     w.add_argument("--protocol", choices=("auto", "leased", "classic"), default="auto")
-    w.add_argument("--mode", choices=("auto", "inline", "threads", "processes"), default="auto")
+    w.add_argument("--mode", choices=MODES, default="auto")
     w.add_argument(
         "--concurrency",
         type=POSITIVE,
         default=None,
         help="pool size (default: usable CPUs for processes, --threads for threads)",
     )
-    w.add_argument("--threads", type=POSITIVE, default=32, help="threads for io tasks")
+    w.add_argument("--threads", type=POSITIVE, default=DEFAULT_THREADS, help="threads for io tasks")
     w.add_argument("--batch", type=POSITIVE, default=None, help="cap on tasks per lease")
     w.add_argument("--heartbeat", type=SECONDS, default=1.0)
     w.add_argument(

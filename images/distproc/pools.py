@@ -37,6 +37,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from . import kinds, stdlib_private
+from .concurrency import tasks_at_once
 
 log = logging.getLogger("distproc.worker")
 
@@ -140,9 +141,8 @@ class Pools:
         self._pools: dict[str, Executor] = {}
 
     def size(self, mode: str) -> int:
-        if self.concurrency:
-            return self.concurrency
-        return self.threads if mode == "threads" else self.cpus
+        """The pool's size in ``mode`` (``threads`` or ``processes``)."""
+        return tasks_at_once(mode, self.concurrency, self.threads, self.cpus)
 
     def _processes(self, n: int) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self.start_method)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import kinds
+from .concurrency import run_mode
 from .outbox import Outbox, error_text
 from .pools import Pools, run_timed
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("distproc.worker")
 
-AUTO_MODE = {"square": "inline", "io": "threads", "cpu": "processes"}
 IDLE_WAIT = 0.5
 STOP_CHECK = 0.05
 
@@ -77,9 +77,7 @@ class TaskRunner:
             self.release(job_id, tids, what)
 
     def mode(self, kind: str) -> str:
-        if self.cfg.mode != "auto":
-            return self.cfg.mode
-        return AUTO_MODE.get(kind, "processes")
+        return run_mode(kind, self.cfg.mode)
 
     def room(self) -> int:
         """How many tasks to ask for: a batch when inline, else enough to keep pools busy."""

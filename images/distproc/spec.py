@@ -13,13 +13,14 @@ Stdlib only: this module runs in the containers, and the host imports it.
 from __future__ import annotations
 
 import math
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
 from typing import Any, TypeVar
 
-from .kinds import KIND_PATTERN, check_kind
+from .kinds import KIND_PATTERN, check_kind, default_size, size_help
 
 MAX_TASKS = 10_000_000  # the ledger keeps a few lists of this length in memory
 MAX_BATCH = 100_000  # one lease is one pickled message: keep it well under a frame's size
@@ -75,6 +76,8 @@ class JobSpec:
     """What a job is: built from a spec by the master, or submitted with explicit payloads.
 
     ``protocol`` comes first: the rule that ties ``kind`` to it is checked in field order.
+    ``size`` may be None (the kind's default, ``kinds.DEFAULT_SIZE``): it is resolved as the
+    spec is made, so the ledger, the payloads and the report always see the real number.
     """
 
     protocol: str = option(
@@ -90,9 +93,7 @@ class JobSpec:
         pattern=KIND_PATTERN,
     )
     tasks: int = option(1000, "number of tasks", low=0, high=MAX_TASKS)
-    size: int = option(
-        0, "per-task size: 'cpu' counts primes below it, 'io' waits it in ms", low=0, high=MAX_SIZE
-    )
+    size: int | None = option(None, size_help(), low=0, high=MAX_SIZE)
     seed: int = option(1, "seed for generating task inputs", low=SEED_RANGE[0], high=SEED_RANGE[1])
     batch: int = option(256, "most tasks leased per round trip", low=1, high=MAX_BATCH)
     lease_seconds: float = option(
@@ -125,6 +126,10 @@ class JobSpec:
         flag="--results-mode",  # `submit --results` (include them in the report) implies stream
     )
 
+    def __post_init__(self) -> None:
+        if self.size is None:  # frozen: set once, here, before anyone reads it
+            object.__setattr__(self, "size", default_size(self.kind))
+
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -134,9 +139,10 @@ class JobField:
     """One field of ``JobSpec`` with its type resolved: what every derived place iterates."""
 
     name: str
-    type: type  # int, float, str or bool: exactly what the value must be
+    type: type  # int, float, str or bool: exactly what the value must be (or None, if nullable)
     default: Any
     option: Option
+    nullable: bool = False  # None is a value: "not given", resolved when the spec is made
 
     @property
     def flag(self) -> str:
@@ -168,6 +174,8 @@ class JobField:
         else ``ValueError`` naming the field. No coercion: a bool is not an int, "3" is not 3.
         """
         name = self.name
+        if value is None and self.nullable:
+            return None
         if self.type is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, not {_shown(value)}")
@@ -203,7 +211,10 @@ class JobField:
 
     def argv(self, value: Any) -> list[str]:
         """The command-line words that give this field ``value`` (explicit even at the
-        default, so the container never falls back to its own default)."""
+        default, so the container never falls back to its own default; ``spec_argv``
+        resolves a None first, so None never reaches here)."""
+        if value is None:
+            raise ValueError(f"{self.name}: resolve None before spelling it as a flag")
         if self.type is bool:
             return [self.flag if value else self.negative_flag]
         return [self.flag, repr(value) if self.type is float else str(value)]
@@ -228,7 +239,11 @@ def job_fields() -> tuple[JobField, ...]:
     for f in fields(JobSpec):
         if f.default is MISSING or META_KEY not in f.metadata:
             raise TypeError(f"JobSpec.{f.name} needs option(default, help, ...)")
-        out.append(JobField(f.name, hints[f.name], f.default, f.metadata[META_KEY]))
+        hint, nullable = hints[f.name], False
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # only ``X | None``
+            (hint,) = [t for t in typing.get_args(hint) if t is not type(None)]
+            nullable = True
+        out.append(JobField(f.name, hint, f.default, f.metadata[META_KEY], nullable))
     return tuple(out)
 
 
@@ -253,9 +268,18 @@ def make_spec(values: dict[str, Any]) -> JobSpec:
     return spec
 
 
+def resolved(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with a None ``size`` replaced by its kind's default (as ``JobSpec`` does)."""
+    if values["size"] is None:
+        return {**values, "size": default_size(values["kind"])}
+    return values
+
+
 def spec_argv(values: dict[str, Any]) -> list[str]:
     """Command-line words for ``submit``/``master`` giving every field of ``values``
-    (a complete spec: a missing field is a KeyError here, not a silent default there)."""
+    (a complete spec: a missing field is a KeyError here, not a silent default there;
+    a None size is given as its kind's default, so the container resolves nothing)."""
+    values = resolved(values)
     argv: list[str] = []
     for f in job_fields():
         argv += f.argv(values[f.name])

@@ -23,13 +23,13 @@ from typing import Any
 
 from .classic_loop import classic_loop
 from .client import LINK_ERRORS, Unreachable, backoff, broker, connect
+from .concurrency import DEFAULT_THREADS
 from .identity import describe, local_ip_of, usable_cpus
 from .outbox import Outbox, error_text, picklable
 from .runner import IDLE_WAIT, TaskRunner
 
 log = logging.getLogger("distproc.worker")
 
-MODES = ("auto", "inline", "threads", "processes")
 UNDELIVERABLE_AFTER = 3  # consecutive refused sends of the same results
 
 
@@ -44,7 +44,7 @@ class WorkerConfig:
     protocol: str = "auto"  # auto follows the master's job; leased or classic forces one
     mode: str = "auto"
     concurrency: int | None = None
-    threads: int = 32
+    threads: int = DEFAULT_THREADS
     batch: int | None = None
     connect_timeout: float = 60.0
     heartbeat: float = 1.0

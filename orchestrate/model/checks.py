@@ -7,10 +7,13 @@ be reported together with field-level errors without cascading from them.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from distproc.concurrency import DEFAULT_THREADS, run_mode, tasks_at_once
+from distproc.kinds import default_size
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .errors import Path
@@ -171,7 +174,8 @@ def topology_warnings(cluster: Cluster) -> list[Issue]:
       workers never connect);
     - a subnet outside 198.18.0.0/15, the range reserved for network tests, which is sure
       not to clash with a real network;
-    - no workers at all: ``up`` then runs no job.
+    - no workers at all: ``up`` then runs no job;
+    - a job that will take long (``job_time_warnings``).
     """
     master_nets = set(cluster.master.networks)
     issues = []
@@ -191,7 +195,63 @@ def topology_warnings(cluster: Cluster) -> list[Issue]:
             issues.append(Issue(("workers", i, "networks"), msg))
     if not cluster.total_workers:
         issues.append(Issue(("workers",), "no workers: `up` runs no job"))
+    issues += job_time_warnings(cluster)
     return issues
+
+
+#: Warn about a job expected to take longer than this (``up`` runs it and waits for it).
+LONG_JOB_SECONDS = 60.0
+
+
+def concurrent_slots(cluster: Cluster, kind: str) -> int:
+    """Tasks of ``kind`` the workers that can reach the master run at once, by the workers'
+    own rule (``distproc.concurrency``): each group's replicas times its pool size. A group
+    of processes is taken to use ``ceil(cpus)`` of them, as its CPU quota gives it (at most:
+    a worker also caps them at the host's CPUs)."""
+    master_nets = set(cluster.master.networks)
+    slots = 0
+    for group in cluster.workers:
+        if not master_nets & set(group.networks):
+            continue  # its workers never connect (warned above)
+        concurrency = None if group.concurrency == "auto" else group.concurrency
+        mode = run_mode(kind, group.mode)
+        cpus = max(1, math.ceil(group.resources.cpus))
+        slots += group.count * tasks_at_once(mode, concurrency, DEFAULT_THREADS, cpus)
+    return slots
+
+
+def job_seconds(tasks: int, ms: int, slots: int) -> float:
+    """How long ``tasks`` tasks of ``ms`` each take on ``slots`` running at once: the tasks go
+    out in waves of ``slots``, and the last wave, even a partial one, takes a whole ``ms``."""
+    return math.ceil(tasks / slots) * ms / 1000
+
+
+def about(seconds: float) -> str:
+    """``"about 80 s"``: two significant figures, plainly (1000 s, not 1e+03)."""
+    rounded = round(seconds, 2 - len(str(int(seconds)))) if seconds >= 100 else round(seconds)
+    return f"about {int(rounded)} s"
+
+
+def job_time_warnings(cluster: Cluster) -> list[Issue]:
+    """A job whose expected time is long: only for ``io``, whose size is a time (ms per task).
+    ``cpu`` is not estimated: its cost per task depends on the host's cores and their load
+    (cpu(10000) took 5-13 ms on one core here), so a number would be a guess."""
+    job = cluster.job
+    size = default_size(job.kind) if job.size is None else job.size
+    if job.kind != "io" or not job.tasks or not size:
+        return []
+    slots = concurrent_slots(cluster, job.kind)
+    if not slots:
+        return []  # no worker can run it: warned above
+    seconds = job_seconds(job.tasks, size, slots)
+    if seconds <= LONG_JOB_SECONDS:
+        return []
+    msg = (
+        f"{job.tasks} io tasks of {size} ms on {slots} concurrent "
+        f"slot{'s' * (slots != 1)} take {about(seconds)}; set job.size (ms per io task) "
+        "or more concurrency"
+    )
+    return [Issue(("job", "size") if job.size is not None else ("job", "tasks"), msg)]
 
 
 def _capacity(p: _Parts) -> list[Issue]:

@@ -226,6 +226,8 @@ def _job_field(f: JobField) -> tuple[Any, Any]:
     annotation: Any = Literal[f.choices] if f.choices else f.type
     if f.option.check is not None:
         annotation = Annotated[annotation, AfterValidator(_as_validation(f.option.check))]
+    if f.nullable:  # null (or left out): resolved where the spec is made (``JobSpec``)
+        annotation = annotation | None
     extra: dict[str, Any] = dict(_JOB_SCHEMA_EXTRA.get(f.name, {}))
     if f.option.pattern:
         extra["pattern"] = f.option.pattern  # documented, not enforced: check gives the message

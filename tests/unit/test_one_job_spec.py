@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from distproc import cli as distproc_cli
+from distproc.kinds import DEFAULT_SIZE, SIZE_MEANING, default_size
 from distproc.ledger import Ledger
 from distproc.report import build
 from distproc.spec import JobField, JobSpec, job_fields, make_spec, spec_argv
@@ -172,6 +173,10 @@ def test_every_field_is_in_the_model_with_the_same_default_bounds_and_choices(f:
     assert getattr(Job(), f.name) == f.default
     prop = _job_schema()[f.name]
     assert prop["default"] == f.default
+    if f.nullable:  # the value's own schema, or null
+        value_schema, null = prop["anyOf"]
+        assert null == {"type": "null"}
+        prop = {**prop, **value_schema}
     assert prop.get("minimum") == f.low and prop.get("maximum") == f.high
     assert tuple(prop.get("enum", ())) == f.choices
     assert prop["type"] == {int: "integer", float: "number", str: "string", bool: "boolean"}[f.type]
@@ -199,7 +204,44 @@ def test_the_model_enforces_the_same_choices(f: JobField) -> None:
 def test_the_model_has_no_field_the_spec_lacks() -> None:
     """An orchestrate-only field would need an explicit place outside ``spec()``."""
     assert set(Job.model_fields) == {f.name for f in FIELDS}
-    assert Job().spec() == JobSpec().as_dict()
+    assert Job().spec() == {f.name: f.default for f in FIELDS}  # size None: not given
+    assert make_spec(Job().spec()) == JobSpec()  # resolved the same way
+
+
+# -- a nullable field: None is "not given", resolved where the spec is made ----------------
+
+NULLABLE = [f for f in FIELDS if f.nullable]
+
+
+def test_size_is_the_nullable_field() -> None:
+    """The cases below are not vacuous; a new nullable field needs its resolution here."""
+    assert [f.name for f in NULLABLE] == ["size"]
+
+
+@pytest.mark.parametrize("kind", ["square", "cpu", "io", "pkg.mod:func"])
+def test_no_size_is_the_kinds_default_everywhere(kind: str) -> None:
+    want = default_size(kind)
+    assert make_spec({"kind": kind}).size == want
+    assert make_spec({"kind": kind, "size": None}).size == want
+    assert JobSpec(kind=kind).size == want  # made directly, too: the ledger never sees None
+    assert Job.model_validate({"kind": kind}).size is None  # the file's "not given"
+    assert Job.model_validate({"kind": kind, "size": None}).size is None
+    args = _parse("submit", "--kind", kind)
+    assert args.size is None and make_spec(distproc_cli._spec(args)).size == want
+    argv = spec_argv({**JobSpec().as_dict(), "kind": kind, "size": None})
+    assert argv[argv.index("--size") + 1] == str(want)  # explicit on the command line
+
+
+def test_an_explicit_size_wins_over_the_kinds_default() -> None:
+    assert make_spec({"kind": "io", "size": 0}).size == 0
+    assert make_spec({"kind": "cpu", "size": 7}).size == 7
+
+
+def test_the_size_help_says_each_kinds_default() -> None:
+    text = next(f for f in FIELDS if f.name == "size").help
+    for kind, size in DEFAULT_SIZE.items():
+        assert f"'{kind}' {SIZE_MEANING[kind]}" in text
+        assert (f"(default {size})" in text) == bool(size), kind
 
 
 # -- the round trip: model -> argv -> distproc parser -> JobSpec ---------------------------
