@@ -1,7 +1,22 @@
-"""``python -m orchestrate``."""
+"""``python -m orchestrate``.
+
+Run by a Python without the project's dependencies (the system ``python3`` in a clone, say),
+importing the CLI would end in a traceback about ``rich``. Say instead, in one line, where
+the installed tool is (exit 2, a usage error).
+"""
 
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] in {"orchestrate", "distproc", "distproc_kinds"}:
+        raise  # our own code is broken: that traceback is the useful one
+    print(
+        f"orchestrate: {sys.executable} lacks the dependency {exc.name!r}: run `make cluster-up`"
+        " (it creates .venv), then `. .venv/bin/activate` or use .venv/bin/orchestrate",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 sys.exit(main())

@@ -229,11 +229,14 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from . import graph
 
     cluster = _load(args)
+    if args.svg and graph.graphviz() is None:  # before any output: nothing half done
+        print(f"orchestrate: {graph.GRAPHVIZ_MISSING}", file=sys.stderr)
+        return EXIT_RUNTIME
     print(graph.mermaid(cluster), end="")
     if args.svg:
         svg = graph.svg(cluster)
-        if svg is None:
-            print("Graphviz is not installed (apt-get install graphviz): no SVG", file=sys.stderr)
+        if svg is None:  # dot vanished since the check above
+            print(f"orchestrate: {graph.GRAPHVIZ_MISSING}", file=sys.stderr)
             return EXIT_RUNTIME
         Path(args.svg).write_text(svg)
         print(f"wrote {args.svg}", file=sys.stderr)

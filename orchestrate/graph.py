@@ -51,9 +51,20 @@ def dot(cluster: Cluster) -> str:
     return "\n".join(lines) + "\n"
 
 
+GRAPHVIZ_MISSING = (
+    "graph --svg needs Graphviz's `dot` on PATH (apt-get install graphviz); "
+    "without --svg the Mermaid text needs nothing"
+)
+
+
+def graphviz() -> str | None:
+    """The path of Graphviz's ``dot``, or None: asked before anything is printed or written."""
+    return shutil.which("dot")
+
+
 def svg(cluster: Cluster) -> str | None:
     """SVG text rendered by Graphviz's ``dot``, or None where Graphviz is not installed."""
-    exe = shutil.which("dot")
+    exe = graphviz()
     if exe is None:
         return None
     res = subprocess.run(

@@ -15,7 +15,7 @@ WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "e2e.
 def _check(path: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
     if exe is None:
-        pytest.fail("check-jsonschema is not installed (pip install -e '.[dev]')")
+        pytest.fail("check-jsonschema is not installed (make test: pip install -e '.[test]')")
     # the schema is bundled with check-jsonschema: no network needed
     return subprocess.run(
         [exe, "--builtin-schema", "vendor.github-workflows", str(path)],
