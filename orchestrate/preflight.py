@@ -47,7 +47,7 @@ def resource_problems(
                 cluster.problem(
                     (*path, "memory"),
                     f"memory {format_bytes(res.memory)} is more than the engine's host has "
-                    f"({format_bytes(limits.memory)}): the limit limits nothing",
+                    f"({limits.memory / 2**30:.1f}GiB): the limit limits nothing",
                 )
             )
     if not limits.pids_limit:
