@@ -185,7 +185,8 @@ class ClusterRun:
         }
         waiting = [n for n in expected if n not in cut]
         self.events.step(
-            f"waiting for {len(waiting)} workers to connect (at most {timeout:.0f}s)"
+            f"waiting for {len(waiting)} worker{'s' * (len(waiting) != 1)} to connect "
+            f"(at most {timeout:.0f}s)"
             + (f"; {len(cut)} cannot: no network shared with the master" if cut else "")
         )
         t0 = time.monotonic()
