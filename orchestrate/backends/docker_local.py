@@ -101,8 +101,9 @@ class DockerBackend(Backend):
 
     # -- images ----------------------------------------------------------------------------
     def build_images(self, cluster: Cluster, events: Events) -> Images:
-        base = resolve_base(self.client, cluster.images.base, events)
-        tag = build_image(self.client, base, events)
+        with engine_call("build", "the cluster's image"):
+            base = resolve_base(self.client, cluster.images.base, events)
+            tag = build_image(self.client, base, events)
         return Images(master=tag, worker=tag)
 
     def engine_limits(self) -> EngineLimits:
