@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from distproc.report import SKIPPED, Check, Report, Status
@@ -37,17 +38,31 @@ def verdict(ok: bool) -> Status:
     return "pass" if ok else "fail"
 
 
-def workers_connected(expected: list[str], connected: set[str], waited: float) -> CheckDict:
-    """Readiness at the application level: every worker authenticated with the master."""
+def workers_connected(
+    expected: list[str],
+    connected: set[str],
+    waited: float,
+    unreachable: Mapping[str, str] | None = None,
+) -> CheckDict:
+    """Readiness at the application level: every worker authenticated with the master.
+    ``unreachable`` maps the workers known never to connect to why (no shared network):
+    they are named with that reason."""
     if not expected:
         return check("workers_connected", "skipped", "no workers in the file to wait for")
+    unreachable = unreachable or {}
     missing = [n for n in expected if n not in connected]
     if missing:
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for n in missing:
+            by_reason[unreachable.get(n, "")].append(n)
+        timed_out = by_reason.pop("", [])
+        parts = [f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+        parts += [", ".join(timed_out)] if timed_out else []
         return check(
             "workers_connected",
             "fail",
             f"{len(expected) - len(missing)}/{len(expected)} workers connected after "
-            f"{waited:.1f}s; never connected: {', '.join(missing)}",
+            f"{waited:.1f}s; never connected: {'; '.join(parts)}",
         )
     return check(
         "workers_connected",

@@ -356,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_option(p)
     p.add_argument("--svg", metavar="FILE", help="also write an SVG (needs Graphviz)")
     p.set_defaults(func=cmd_graph)
+    for sub in commands.choices.values():  # one flag, on every command
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", help="show the engine's raw errors"
+        )
     return parser
 
 
@@ -375,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except OrchestrateError as exc:
         print(f"orchestrate: {exc}", file=sys.stderr)
+        raw = getattr(exc, "raw", "")  # an engine error keeps the engine's own words
+        if raw and args.verbose:
+            print(f"orchestrate: the engine said: {raw}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         print(f"orchestrate: {exc}", file=sys.stderr)

@@ -20,7 +20,8 @@ from distproc.spec import spec_argv
 from . import checks as e2e
 from .backends.base import Backend, Images, Inventory
 from .events import Events
-from .model import Cluster, OrchestrateError
+from .model import Cluster, ConfigError, OrchestrateError
+from .preflight import resource_problems
 from .state import ensure_authkey, save_report
 
 T = TypeVar("T")
@@ -125,8 +126,19 @@ class ClusterRun:
     def up(
         self, run_job: bool = True, ready_timeout: float = 90.0, job_timeout: float = 900.0
     ) -> Outcome:
-        """Build, sweep leftovers, create networks, master and workers, wait, run the job."""
+        """Check resources against the engine, build, sweep leftovers, create networks,
+        master and workers, wait, run the job.
+
+        Raises ``ConfigError`` (nothing created) for resources the engine cannot give; an
+        error while creating removes what this run created before it propagates, so the
+        next ``up`` starts clean. A failed check keeps the cluster, to be looked at.
+        """
         c, ev = self.cluster, self.events
+        errors, warnings = resource_problems(c, self.backend.engine_limits())
+        for w in warnings:
+            ev.warn(str(w))
+        if errors:
+            raise ConfigError(errors)
         keyfile = ensure_authkey(c, self.config_dir)
         ev.step("preparing images")
         self.images = self.backend.build_images(c, ev)
@@ -134,7 +146,11 @@ class ClusterRun:
         if removed:
             ev.info(f"removed {removed} objects left by an earlier run of {c.name!r}")
         run = secrets.token_hex(4)
-        self.backend.create(c, run, self.images, keyfile, ev)
+        try:
+            self.backend.create(c, run, self.images, keyfile, ev)
+        except BaseException:  # an engine refusal, or Ctrl-C: leave nothing half made
+            self._roll_back(run)
+            raise
         outcome = Outcome(run=run)
         outcome.checks.append(self.wait_ready(ready_timeout))
         if run_job and not c.total_workers:
@@ -146,23 +162,46 @@ class ClusterRun:
         outcome.inventory = outcome.inventory or self.backend.inventory(c.name)
         return outcome
 
+    def _roll_back(self, run: str) -> None:
+        """Remove what run ``run`` created; a failure here is a warning, so that the error
+        that caused the roll-back is the one the user sees."""
+        try:
+            removed = self.backend.sweep(self.cluster.name, self.events, run=run)
+        except OrchestrateError as exc:
+            self.events.warn(f"rolling back run {run} failed: {exc}")
+            return
+        self.events.warn(f"up failed: removed the {removed} objects this run ({run}) created")
+
     def wait_ready(self, timeout: float) -> dict[str, Any]:
-        """Until every worker has connected to the master with the authkey (bounded)."""
+        """Until every worker that can reach the master has connected with the authkey
+        (bounded). A worker that shares no network with the master is known not to connect
+        before any waiting: it fails at once, with that reason, and nobody waits for it."""
         expected = self.cluster.worker_names()
-        self.events.step(f"waiting for {len(expected)} workers to connect (at most {timeout:.0f}s)")
+        cut = {
+            slot.name: "shares no network with the master"
+            for group in self.cluster.groups_off_master_networks()
+            for slot in self.cluster.iter_workers()
+            if slot.group == group
+        }
+        waiting = [n for n in expected if n not in cut]
+        self.events.step(
+            f"waiting for {len(waiting)} worker{'s' * (len(waiting) != 1)} to connect "
+            f"(at most {timeout:.0f}s)"
+            + (f"; {len(cut)} cannot: no network shared with the master" if cut else "")
+        )
         t0 = time.monotonic()
         connected: set[str] = set()
-        while True:
+        while waiting:
             status = self._status()
             if status is not None:
                 connected = {
                     w["identity"].get("hostname", "") for w in status["workers"] if w["connected"]
-                } & set(expected)
-            self.events.progress("ready", len(connected), len(expected), "workers connected")
-            waited = time.monotonic() - t0
-            if len(connected) == len(expected) or waited > timeout:
-                return e2e.workers_connected(expected, connected, waited)
+                } & set(waiting)
+            self.events.progress("ready", len(connected), len(waiting), "workers connected")
+            if len(connected) == len(waiting) or time.monotonic() - t0 > timeout:
+                break
             time.sleep(READY_POLL)
+        return e2e.workers_connected(expected, connected, time.monotonic() - t0, cut)
 
     def _status(self) -> dict[str, Any] | None:
         res = self.backend.exec_master(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from distproc.report import Letter, Report
@@ -37,15 +38,29 @@ def make_console(live: bool | None = None) -> Console:
     )
 
 
-class ConsoleEvents:
-    """Events on stderr: live bars on a terminal; in CI, plain lines at most every 2 s."""
+#: Plain progress: a changed count at most this often (seconds)...
+PLAIN_EVERY = 2.0
+#: ...and an unchanged one again only after this long, to show that it is still waiting.
+PLAIN_QUIET = 30.0
 
-    def __init__(self, console: Console | None = None, live: bool | None = None) -> None:
+
+class ConsoleEvents:
+    """Events on stderr: live bars on a terminal; in CI, plain lines when a count changes
+    (at most every ``PLAIN_EVERY`` s) and, while it stays put, every ``PLAIN_QUIET`` s: a
+    log of ``workers connected: 2/4`` printed 42 times tells nothing the first did not."""
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        live: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.live = interactive() if live is None else live
         self.console = console or make_console(self.live)
         self._progress: Progress | None = None
         self._tasks: dict[str, Any] = {}
-        self._last_plain: dict[str, float] = {}
+        self._last_plain: dict[str, tuple[float, int, int]] = {}  # key -> (when, done, total)
+        self._clock = clock
 
     def step(self, message: str) -> None:
         self.console.print(f"[bold]==>[/bold] {message}" if self.live else f"==> {message}")
@@ -65,9 +80,16 @@ class ConsoleEvents:
 
     def progress(self, key: str, done: int, total: int, label: str = "") -> None:
         if not self.live:
-            now = time.monotonic()
-            if done >= total or now - self._last_plain.get(key, 0.0) >= 2.0:
-                self._last_plain[key] = now
+            now = self._clock()
+            last = self._last_plain.get(key)
+            if last is None:
+                show = True
+            elif (done, total) != last[1:]:
+                show = done >= total or now - last[0] >= PLAIN_EVERY
+            else:
+                show = now - last[0] >= PLAIN_QUIET
+            if show:
+                self._last_plain[key] = (now, done, total)
                 self.console.print(f"    {label or key}: {done}/{total}", markup=False)
             return
         if self._progress is None:

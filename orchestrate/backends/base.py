@@ -143,6 +143,15 @@ class Images:
     worker: str
 
 
+@dataclass(frozen=True)
+class EngineLimits:
+    """What the engine can give one container: the ceiling for ``resources``."""
+
+    cpus: int  # CPUs the engine sees (a container's ``cpus`` may be at most this)
+    memory: int  # bytes of memory on the engine's host
+    pids_limit: bool = True  # whether the engine enforces ``pids`` (cgroup pids controller)
+
+
 class Backend(ABC):
     """Realises a cluster on an engine. Every object it creates carries the cluster's labels."""
 
@@ -151,14 +160,24 @@ class Backend(ABC):
         """Build (or find cached) images for the cluster."""
 
     @abstractmethod
-    def sweep(self, cluster_name: str, events: Events) -> int:
-        """Remove every object labelled with the cluster (idempotent); returns how many."""
+    def engine_limits(self) -> EngineLimits:
+        """What one container may ask of the engine, asked before anything is created, so
+        that a limit the engine would refuse is a config error naming the field, not an
+        engine error halfway through ``create``. Raises ``EngineError`` (a plain line) when
+        the engine cannot be asked."""
+
+    @abstractmethod
+    def sweep(self, cluster_name: str, events: Events, run: str | None = None) -> int:
+        """Remove every object labelled with the cluster (idempotent); returns how many.
+        With ``run``, only the objects that run created: a failed ``up`` rolls itself back."""
 
     @abstractmethod
     def create(
         self, cluster: Cluster, run: str, images: Images, keyfile: Path, events: Events
     ) -> None:
-        """Create the networks, then start the master and the workers."""
+        """Create the networks, then start the master and the workers. An engine refusal
+        raises ``EngineError`` (one plain line); what was created stays, labelled with
+        ``run``, for the caller to sweep."""
 
     @abstractmethod
     def inventory(self, cluster_name: str) -> Inventory:

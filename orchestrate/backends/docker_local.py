@@ -20,19 +20,16 @@ from docker.types import IPAMConfig, IPAMPool, Mount
 
 from .. import labels
 from ..events import Events
-from ..model import Cluster, OrchestrateError, WorkerGroup
+from ..model import Cluster, WorkerGroup
 from ..state import KEY_IN_CONTAINER, container_user
-from .base import Backend, ContainerInfo, ExecResult, Images, Inventory, NetworkInfo
+from .base import Backend, ContainerInfo, EngineLimits, ExecResult, Images, Inventory, NetworkInfo
+from .docker_errors import EngineError, SubnetHolder, engine_call, overlapping
 from .docker_images import build_image, resolve_base
 
 PROGRAM = ["python3", "-m", "distproc"]
 #: Addresses for throwaway probe networks: inside 198.18.0.0/15, from the top down.
 PROBE_RANGE = ipaddress.ip_network("198.19.240.0/20")
 START_THREADS = 8
-
-
-class EngineError(OrchestrateError):
-    """The Docker engine is missing or refused something."""
 
 
 def connect_engine() -> docker.DockerClient:
@@ -104,27 +101,40 @@ class DockerBackend(Backend):
 
     # -- images ----------------------------------------------------------------------------
     def build_images(self, cluster: Cluster, events: Events) -> Images:
-        base = resolve_base(self.client, cluster.images.base, events)
-        tag = build_image(self.client, base, events)
+        with engine_call("build", "the cluster's image"):
+            base = resolve_base(self.client, cluster.images.base, events)
+            tag = build_image(self.client, base, events)
         return Images(master=tag, worker=tag)
 
+    def engine_limits(self) -> EngineLimits:
+        with engine_call("ask", "the engine for its limits (docker info)"):
+            info = self.client.info()
+        return EngineLimits(
+            cpus=int(info.get("NCPU") or 0),
+            memory=int(info.get("MemTotal") or 0),
+            pids_limit=bool(info.get("PidsLimit", True)),
+        )
+
     # -- teardown --------------------------------------------------------------------------
-    def sweep(self, cluster_name: str, events: Events) -> int:
+    def sweep(self, cluster_name: str, events: Events, run: str | None = None) -> int:
         flt = labels.cluster_filter(cluster_name)
+        if run is not None:
+            flt["label"].append(f"{labels.RUN}={run}")
         removed = 0
-        containers = self.client.containers.list(all=True, filters=flt)
-        with ThreadPoolExecutor(START_THREADS) as pool:
-            for _ in pool.map(self._remove_container, containers):
-                removed += 1
-        for net in self.client.networks.list(filters=flt):
-            net.reload()
-            for attached in net.attrs.get("Containers") or {}:
-                # a container joined by hand: detach it, never remove it
-                with contextlib.suppress(docker.errors.APIError):
-                    net.disconnect(attached, force=True)
-            with contextlib.suppress(docker.errors.NotFound):
-                net.remove()
-                removed += 1
+        with engine_call("remove", f"the objects of cluster {cluster_name!r}"):
+            containers = self.client.containers.list(all=True, filters=flt)
+            with ThreadPoolExecutor(START_THREADS) as pool:
+                for _ in pool.map(self._remove_container, containers):
+                    removed += 1
+            for net in self.client.networks.list(filters=flt):
+                net.reload()
+                for attached in net.attrs.get("Containers") or {}:
+                    # a container joined by hand: detach it, never remove it
+                    with contextlib.suppress(docker.errors.APIError):
+                        net.disconnect(attached, force=True)
+                with contextlib.suppress(docker.errors.NotFound):
+                    net.remove()
+                    removed += 1
         return removed
 
     @staticmethod
@@ -138,16 +148,25 @@ class DockerBackend(Backend):
     ) -> None:
         events.step(f"creating {len(cluster.networks)} networks")
         for net in cluster.networks:
-            self.client.networks.create(
-                _network_name(cluster.name, net.name),
-                driver="bridge",
-                internal=net.internal,
-                check_duplicate=True,
-                ipam=IPAMConfig(
-                    pool_configs=[IPAMPool(subnet=net.subnet, gateway=str(net.gateway))]
-                ),
-                labels=labels.for_cluster(cluster.name, run, labels.ROLE_NETWORK, network=net.name),
-            )
+            name = _network_name(cluster.name, net.name)
+            with engine_call(
+                "create network",
+                name,
+                subnet=net.subnet,
+                holders=lambda subnet=net.subnet: self._subnet_holders(subnet),
+            ):
+                self.client.networks.create(
+                    name,
+                    driver="bridge",
+                    internal=net.internal,
+                    check_duplicate=True,
+                    ipam=IPAMConfig(
+                        pool_configs=[IPAMPool(subnet=net.subnet, gateway=str(net.gateway))]
+                    ),
+                    labels=labels.for_cluster(
+                        cluster.name, run, labels.ROLE_NETWORK, network=net.name
+                    ),
+                )
             events.info(
                 f"network {_network_name(cluster.name, net.name)} {net.subnet}"
                 + (" (internal)" if net.internal else "")
@@ -211,60 +230,74 @@ class DockerBackend(Backend):
         object_labels: dict[str, str],
     ) -> None:
         first, *rest = [_network_name(cluster.name, n) for n in networks]
-        container = self.client.containers.create(
-            image,
-            command,
-            name=name,
-            hostname=name,
-            labels=object_labels,
-            detach=True,
-            network=first,
-            **_hardening(resources, keyfile),
-        )
+        with engine_call("create container", name):
+            container = self.client.containers.create(
+                image,
+                command,
+                name=name,
+                hostname=name,
+                labels=object_labels,
+                detach=True,
+                network=first,
+                **_hardening(resources, keyfile),
+            )
         for net in rest:
-            self.client.networks.get(net).connect(container)
-        container.start()
+            with engine_call(f"attach network {net} to container", name):
+                self.client.networks.get(net).connect(container)
+        with engine_call("start container", name):
+            container.start()
+
+    def _subnet_holders(self, subnet: str) -> list[SubnetHolder]:
+        """The networks on the engine, ours or not, whose subnets overlap ``subnet``."""
+        pools = []
+        for net in self.client.networks.list():
+            cluster = (net.attrs.get("Labels") or {}).get(labels.CLUSTER, "")
+            for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet"):
+                    pools.append((net.name, cfg["Subnet"], cluster))
+        return overlapping(subnet, pools)
 
     # -- looking -------------------------------------------------------------------------------
     def inventory(self, cluster_name: str) -> Inventory:
-        flt = labels.cluster_filter(cluster_name)
-        inv = Inventory(cluster=cluster_name)
-        by_id: dict[str, str] = {}
-        for net in self.client.networks.list(filters=flt):
-            net.reload()
-            configs = net.attrs.get("IPAM", {}).get("Config") or [{}]
-            info = NetworkInfo(
-                name=net.attrs["Labels"].get(labels.NETWORK, net.name),
-                docker_name=net.name,
-                subnet=configs[0].get("Subnet", ""),
-                id=net.id,
-                internal=bool(net.attrs.get("Internal")),
-            )
-            inv.networks.append(info)
-            by_id[net.id] = info.name
-        inv.networks.sort(key=lambda n: n.name)
-        seen: set[str] = set()  # ours, then those joined by hand
-        for c in self.client.containers.list(all=True, filters=flt):
-            seen.add(c.id)
-            info = self._container_info(c, by_id, managed=True)
-            role = c.labels.get(labels.ROLE, "")
-            if role == labels.ROLE_MASTER:
-                inv.master = info
-                inv.run = c.labels.get(labels.RUN, "")
-                inv.port = int(c.labels.get(labels.PORT, "0"))
-                inv.authkey_file = c.labels.get(labels.AUTHKEY_FILE, "")
-                inv.images["master"] = c.labels.get(labels.IMAGE, "")
-                # a master from before WORKER_IMAGE: this backend runs one image for both
-                worker_image = c.labels.get(labels.WORKER_IMAGE) or inv.images["master"]
-                inv.images.setdefault("worker", worker_image)
-            elif role == labels.ROLE_WORKER:
-                inv.workers.append(info)
-                inv.images["worker"] = c.labels.get(labels.IMAGE, "")
-        for net_id in by_id:  # containers on our networks that we did not start
-            for c in self.client.containers.list(filters={"network": net_id}):
-                if c.id not in seen:
-                    seen.add(c.id)
-                    inv.others.append(self._container_info(c, by_id, managed=False))
+        with engine_call("list", f"the objects of cluster {cluster_name!r}"):
+            flt = labels.cluster_filter(cluster_name)
+            inv = Inventory(cluster=cluster_name)
+            by_id: dict[str, str] = {}
+            for net in self.client.networks.list(filters=flt):
+                net.reload()
+                configs = net.attrs.get("IPAM", {}).get("Config") or [{}]
+                info = NetworkInfo(
+                    name=net.attrs["Labels"].get(labels.NETWORK, net.name),
+                    docker_name=net.name,
+                    subnet=configs[0].get("Subnet", ""),
+                    id=net.id,
+                    internal=bool(net.attrs.get("Internal")),
+                )
+                inv.networks.append(info)
+                by_id[net.id] = info.name
+            inv.networks.sort(key=lambda n: n.name)
+            seen: set[str] = set()  # ours, then those joined by hand
+            for c in self.client.containers.list(all=True, filters=flt):
+                seen.add(c.id)
+                info = self._container_info(c, by_id, managed=True)
+                role = c.labels.get(labels.ROLE, "")
+                if role == labels.ROLE_MASTER:
+                    inv.master = info
+                    inv.run = c.labels.get(labels.RUN, "")
+                    inv.port = int(c.labels.get(labels.PORT, "0"))
+                    inv.authkey_file = c.labels.get(labels.AUTHKEY_FILE, "")
+                    inv.images["master"] = c.labels.get(labels.IMAGE, "")
+                    # a master from before WORKER_IMAGE: this backend runs one image for both
+                    worker_image = c.labels.get(labels.WORKER_IMAGE) or inv.images["master"]
+                    inv.images.setdefault("worker", worker_image)
+                elif role == labels.ROLE_WORKER:
+                    inv.workers.append(info)
+                    inv.images["worker"] = c.labels.get(labels.IMAGE, "")
+            for net_id in by_id:  # containers on our networks that we did not start
+                for c in self.client.containers.list(filters={"network": net_id}):
+                    if c.id not in seen:
+                        seen.add(c.id)
+                        inv.others.append(self._container_info(c, by_id, managed=False))
         inv.workers.sort(key=lambda w: (w.group, int(self._index(w.name))))
         return inv
 
@@ -307,6 +340,12 @@ class DockerBackend(Backend):
         argv: list[str],
         on_stderr_line: Callable[[str], None] | None = None,
     ) -> ExecResult:
+        with engine_call("run a command in", f"the master of cluster {cluster_name!r}"):
+            return self._exec_master(cluster_name, argv, on_stderr_line)
+
+    def _exec_master(
+        self, cluster_name: str, argv: list[str], on_stderr_line: Callable[[str], None] | None
+    ) -> ExecResult:
         master = self._master(cluster_name)
         api = self.client.api
         exec_id = api.exec_create(master.id, PROGRAM + argv, stdout=True, stderr=True)["Id"]
@@ -331,6 +370,10 @@ class DockerBackend(Backend):
         )
 
     def logs(self, cluster_name: str, name: str | None, follow: bool) -> Iterator[str]:
+        with engine_call("read the logs of", f"cluster {cluster_name!r}"):
+            yield from self._logs(cluster_name, name, follow)
+
+    def _logs(self, cluster_name: str, name: str | None, follow: bool) -> Iterator[str]:
         containers = self.client.containers.list(
             all=True, filters=labels.cluster_filter(cluster_name)
         )
@@ -353,13 +396,19 @@ class DockerBackend(Backend):
         """Write every container's log to ``directory`` (for CI artifacts)."""
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
-        for c in self.client.containers.list(all=True, filters=labels.cluster_filter(cluster_name)):
-            path = directory / f"{c.name}.log"
-            path.write_bytes(c.logs())
-            paths.append(path)
+        flt = labels.cluster_filter(cluster_name)
+        with engine_call("save the logs of", f"cluster {cluster_name!r}"):
+            for c in self.client.containers.list(all=True, filters=flt):
+                path = directory / f"{c.name}.log"
+                path.write_bytes(c.logs())
+                paths.append(path)
         return paths
 
     def probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
+        with engine_call("probe the master of", f"cluster {cluster.name!r}"):
+            return self._probe(cluster, images, targets, run)
+
+    def _probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
         subnet = self._free_probe_subnet()
         name = f"{cluster.name}-probe-{run}"
         net = self.client.networks.create(

@@ -186,8 +186,9 @@ def topology_warnings(cluster: Cluster) -> list[Issue]:
                 "tests): it may clash with a real network"
             )
             issues.append(Issue(("networks", i, "subnet"), msg))
+    off = cluster.groups_off_master_networks()
     for i, group in enumerate(cluster.workers):
-        if group.count and not master_nets & set(group.networks):
+        if group in off:
             msg = (
                 f"worker group {group.name!r} shares no network with the master "
                 f"(master is on {', '.join(sorted(master_nets))}): its workers cannot connect"

@@ -68,7 +68,25 @@ def load_cluster_text(
         raise ConfigError(problems)
     if warnings is not None:
         warnings += [_from_issue(filename, doc, i) for i in topology_warnings(cluster)]
+    cluster._source = Source(filename, doc)
     return cluster
+
+
+class Source:
+    """The file a cluster was read from, with its positions; every ``Source`` compares
+    equal (and equal to none), so that it never makes two equal clusters differ."""
+
+    def __init__(self, filename: str, doc: Document) -> None:
+        self.filename = filename
+        self.doc = doc
+
+    def problem(self, path: Path, message: str) -> Problem:
+        return _from_issue(self.filename, self.doc, Issue(path, message))
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, Source)
+
+    __hash__ = object.__hash__
 
 
 def _unreadable(doc: Document, loc: Path) -> bool:

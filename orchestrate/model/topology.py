@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     ValidationInfo,
     WithJsonSchema,
     create_model,
@@ -26,17 +27,29 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .errors import Path, Problem, format_path
+
 MIB = 1024 * 1024
 #: Below this a Python interpreter cannot even start reliably.
 MIN_MEMORY = 32 * MIB
+#: The kernel's ceiling for pid_max on 64-bit Linux: no pids limit above it means anything.
+PID_MAX_LIMIT = 4_194_304
 MAX_NAME_LEN = 63  # DNS label / hostname limit
 MASTER_SUFFIX = "-master"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB, "t": 1024 * 1024 * MIB}
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|(b))?$", re.IGNORECASE)
+#: Docker's own units (``256m``, as ``docker run --memory``) or their IEC names (``256MiB``),
+#: all binary, no space. ``MB``/``GB`` are refused: they mean 10**6/10**9 to most readers, and
+#: Docker would silently read them as binary.
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(?:([kmgt])(?:ib)?|(b))?$", re.IGNORECASE)
+_DECIMAL_UNIT = re.compile(r"^\d+(?:\.\d+)?\s*([kmgt])b$", re.IGNORECASE)
 SUBNET_PATTERN = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
-MEMORY_PATTERN = r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]([iI]?[bB])?|[bB])?\s*$"
+MEMORY_PATTERN = r"^\d+(\.\d+)?([kKmMgGtT]([iI][bB])?|[bB])?$"
+MEMORY_HELP = (
+    "Memory limit: bytes, or a number with Docker's unit b/k/m/g/t ('256m', '1g') or its "
+    "IEC name KiB/MiB/GiB/TiB ('1.5GiB'); binary units, no space; >= 32m."
+)
 
 
 def fail(message: str) -> PydanticCustomError:
@@ -87,13 +100,17 @@ def format_bytes(n: int) -> str:
 
 
 def parse_memory(value: Any) -> int:
-    """Parse ``"256m"``, ``"1g"``, ``"1.5GiB"`` or an int of bytes into bytes (binary units)."""
+    """Parse ``"256m"``, ``"1g"``, ``"1.5GiB"`` or an int of bytes into bytes (binary units).
+
+    One spelling per meaning (see ``_MEMORY``): ``256mb`` and ``256 MB`` are refused with
+    the spelling to use, rather than guessed at.
+    """
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise fail(f"expected a size like '256m' or a number of bytes, got {value!r}")
     if isinstance(value, str):
-        match = _MEMORY.match(value.strip())
+        match = _MEMORY.match(value)
         if not match:
-            raise fail(f"{value!r} is not a size: use e.g. '256m' or '1g' (binary units b/k/m/g/t)")
+            raise fail(_memory_hint(value))
         number, unit, _ = match.groups()
         size = int(float(number) * _UNITS[(unit or "").lower()])
     else:
@@ -105,6 +122,24 @@ def parse_memory(value: Any) -> int:
             f"{format_bytes(MIN_MEMORY)}{hint}"
         )
     return size
+
+
+def _memory_hint(value: str) -> str:
+    """Why ``value`` is not a size, with the spelling that is."""
+    compact = "".join(value.split())
+    if (decimal := _DECIMAL_UNIT.match(value.strip())) is not None:
+        unit = decimal.group(1).lower()
+        number = compact[: -len(unit) - 1]
+        return (
+            f"{value!r} is ambiguous ({unit.upper()}B is 1000-based to most readers, "
+            f"1024-based to Docker): write '{number}{unit}' or '{number}{unit.upper()}iB'"
+        )
+    if compact != value and _MEMORY.match(compact):
+        return f"{value!r} has a space: write {compact!r}"
+    return (
+        f"{value!r} is not a size: use e.g. '256m', '1g' or '1GiB' "
+        "(binary units b/k/m/g/t or KiB/MiB/GiB/TiB)"
+    )
 
 
 Memory = Annotated[
@@ -143,12 +178,13 @@ class Resources(_Model):
     """Container limits."""
 
     cpus: float = Field(1.0, ge=0.01, description="CPU limit in cores, e.g. 0.5 (>= 0.01).")
-    memory: Memory = Field(
-        "256m",
-        validate_default=True,
-        description="Memory limit: '256m', '1g' (binary units, as Docker) or bytes; >= 32m.",
+    memory: Memory = Field("256m", validate_default=True, description=MEMORY_HELP)
+    pids: int = Field(
+        256,
+        ge=16,
+        le=PID_MAX_LIMIT,
+        description=f"Maximum number of processes/threads (16 to {PID_MAX_LIMIT}).",
     )
-    pids: int = Field(256, ge=16, description="Maximum number of processes/threads (>= 16).")
 
     @property
     def nano_cpus(self) -> int:
@@ -326,6 +362,18 @@ class Cluster(_Model):
     job: Job = Field(default_factory=Job, description="The job to run.")
     images: Images = Field(default_factory=Images, description="Container images.")
     auth: Auth = Field(default_factory=Auth, description="Manager authentication.")
+    #: Where the cluster was read from (set by the loader), so that a check made later, with
+    #: the engine at hand, can still name ``file:line:col``. Equal for every source: where a
+    #: cluster was read from is not part of what it is.
+    _source: Any = PrivateAttr(default=None)
+
+    def problem(self, path: Path, message: str) -> Problem:
+        """A problem at ``path`` of the file this cluster was read from (no position if it
+        was built in code)."""
+        if self._source is not None:
+            return self._source.problem(path, message)
+        where = f"{format_path(path)}: {message}" if path else message
+        return Problem("cluster", None, None, where, path)
 
     @property
     def master_name(self) -> str:
@@ -350,6 +398,12 @@ class Cluster(_Model):
     def total_workers(self) -> int:
         """Number of worker containers."""
         return sum(g.count for g in self.workers)
+
+    def groups_off_master_networks(self) -> list[WorkerGroup]:
+        """Worker groups (with workers) that share no network with the master: valid, but
+        their workers can never connect (``validate`` warns, ``up`` does not wait for them)."""
+        master = set(self.master.networks)
+        return [g for g in self.workers if g.count and not master & set(g.networks)]
 
     def network(self, name: str) -> Network:
         """The network called ``name`` (KeyError if undeclared)."""

@@ -171,8 +171,13 @@ def test_worker_off_the_master_network_fails_up_with_exit_3(unreachable: Up) -> 
     assert unreachable.code == 3, unreachable.stderr[-2000:]
     failed = {n: c for n, c in unreachable.checks().items() if not c["ok"]}
     assert list(failed) == ["workers_connected"]
-    assert "never connected: e2e-cut-stranded-0" in failed["workers_connected"]["evidence"]
+    evidence = failed["workers_connected"]["evidence"]
+    assert "never connected: e2e-cut-stranded-0" in evidence
+    # known before waiting: named with the reason, and nobody waited the 15 s for it
+    assert "never connected: e2e-cut-stranded-0: shares no network with the master" in evidence
+    assert float(evidence.split(" after ")[1].split("s;")[0]) < 15, evidence
     assert "FAIL workers_connected" in unreachable.stderr
+    assert unreachable.stderr.count("workers connected: ") <= 3  # once per change, not per poll
     assert (
         f"{unreachable.file}:17:15: warning: workers[1].networks: worker group 'stranded' "
         "shares no network with the master"

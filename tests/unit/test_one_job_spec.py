@@ -23,7 +23,7 @@ from distproc.spec import JobField, JobSpec, job_fields, make_spec, spec_argv
 from pydantic import ValidationError
 
 from orchestrate import cli as orchestrate_cli
-from orchestrate.backends.base import Backend, ExecResult, Images, Inventory
+from orchestrate.backends.base import Backend, EngineLimits, ExecResult, Images, Inventory
 from orchestrate.cluster import ClusterRun
 from orchestrate.events import NullEvents
 from orchestrate.model import Cluster, cluster_json_schema, load_cluster_text
@@ -269,7 +269,10 @@ class CapturingBackend(Backend):
     def build_images(self, cluster: Cluster, events: Any) -> Images:
         raise NotImplementedError
 
-    def sweep(self, cluster_name: str, events: Any) -> int:
+    def engine_limits(self) -> EngineLimits:
+        raise NotImplementedError
+
+    def sweep(self, cluster_name: str, events: Any, run: str | None = None) -> int:
         raise NotImplementedError
 
     def create(
