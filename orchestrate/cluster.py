@@ -196,10 +196,11 @@ class ClusterRun:
         inv = self.backend.inventory(self.cluster.name)
         if inv.master is None or inv.master.state != "running":
             why = "" if inv.master is None else f" (its master is {inv.master.state})"
-            up = f"orchestrate up -f {self.source or 'FILE'}"
+            up = f"`orchestrate up -f {self.source or 'FILE'}`"
+            if self.source is None or Path(self.source).name == "cluster.yaml":
+                up = f"`make cluster-up` or {up}"  # make's cluster is cluster.yaml's
             raise ClusterNotRunning(
-                f"cluster {self.cluster.name!r} is not running{why}: "
-                f"start it with `make cluster-up` or `{up}`"
+                f"cluster {self.cluster.name!r} is not running{why}: start it with {up}"
             )
         return inv
 

@@ -21,7 +21,7 @@ from test_one_job_spec import MINIMAL, CapturingBackend, _cluster_with
 from orchestrate import checks, cli, labels
 from orchestrate.backends import docker_local
 from orchestrate.backends.base import ContainerInfo, ExecResult, Images, Inventory, NetworkInfo
-from orchestrate.cluster import ClusterRun
+from orchestrate.cluster import ClusterNotRunning, ClusterRun
 from orchestrate.events import NullEvents
 from orchestrate.ui import ConsoleEvents, make_console, print_checks
 
@@ -37,6 +37,13 @@ class FakeClient:
 
         self.containers = SimpleNamespace(list=listed)
         self.networks = SimpleNamespace(list=lambda filters=None: [])
+
+
+REAL_BACKEND = docker_local.DockerBackend  # the real one, before a test patches the name
+
+
+def _real_backend(client: FakeClient) -> Callable[[], docker_local.DockerBackend]:
+    return lambda: REAL_BACKEND(client)  # type: ignore[arg-type]
 
 
 def _stopped_master() -> Any:
@@ -71,16 +78,16 @@ def test_a_command_on_a_down_cluster_says_so_before_any_header(
     assert cli.main([command, "-f", str(file)]) == cli.EXIT_RUNTIME
     err = capsys.readouterr().err
     assert err.splitlines() == [
-        f"orchestrate: cluster 'mini' {why}start it with `make cluster-up` or "
-        f"`orchestrate up -f {file}`"
+        f"orchestrate: cluster 'mini' {why}start it with `orchestrate up -f {file}`"
     ], err
 
 
-REAL_BACKEND = docker_local.DockerBackend
-
-
-def _real_backend(client: FakeClient) -> Callable[[], docker_local.DockerBackend]:
-    return lambda: REAL_BACKEND(client)  # type: ignore[arg-type]
+def test_the_default_file_is_also_make_s_cluster() -> None:
+    runner = ClusterRun(_cluster_with({}), REAL_BACKEND(FakeClient([])), NullEvents())  # type: ignore[arg-type]
+    for source in (None, "cluster.yaml", "/work/x/cluster.yaml"):
+        runner.source = source
+        with pytest.raises(ClusterNotRunning, match="start it with `make cluster-up` or `orch"):
+            runner.running()
 
 
 # -- run is filled; check shows only what check did ----------------------------------------
