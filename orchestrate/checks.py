@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from distproc.report import SKIPPED, Check, Report, Status
+from distproc.text import ip_key, ip_sorted, plural
 
 from .backends.base import ContainerInfo, ExecResult, Inventory
 
@@ -61,13 +62,14 @@ def workers_connected(
         return check(
             "workers_connected",
             "fail",
-            f"{len(expected) - len(missing)}/{len(expected)} workers connected after "
+            f"{len(expected) - len(missing)}/{plural(len(expected), 'worker')} connected after "
             f"{waited:.1f}s; never connected: {'; '.join(parts)}",
         )
     return check(
         "workers_connected",
         "pass",
-        f"{len(expected)}/{len(expected)} workers connected with the authkey in {waited:.1f}s",
+        f"{len(expected)}/{plural(len(expected), 'worker')} connected with the authkey in "
+        f"{waited:.1f}s",
     )
 
 
@@ -97,10 +99,23 @@ def tasks_answered_once(report: Report) -> CheckDict:
     return check("tasks_answered_once", verdict(ok), evidence)
 
 
+def by_address(containers: list[ContainerInfo]) -> list[ContainerInfo]:
+    """Containers in the numeric order of their lowest address (those joined by hand come in
+    the engine's order, which is no order a reader can follow)."""
+    return sorted(
+        containers, key=lambda c: ip_key(min(c.addresses.values(), key=ip_key, default=""))
+    )
+
+
+def _by_address(report: Report) -> list[tuple[str, int]]:
+    """(peer IP, results) in numeric order of the IP, whatever order the report kept."""
+    return sorted(report.results_by_peer.items(), key=lambda item: ip_key(item[0]))
+
+
 def results_per_container(report: Report, inv: Inventory) -> dict[str, int]:
     """Accepted results per container, attributed by the peer IP the master saw."""
     out: dict[str, int] = defaultdict(int)
-    for ip, n in report.results_by_peer.items():
+    for ip, n in _by_address(report):
         owner = inv.owner_of(ip)
         out[owner.name if owner else f"? {ip}"] += n
     return dict(out)
@@ -117,7 +132,7 @@ def every_worker_contributed(report: Report, inv: Inventory, expected: list[str]
         return check(
             "every_worker_contributed",
             "skipped",
-            f"not required: {tasks} tasks for {len(expected)} workers",
+            f"not required: {plural(tasks, 'task')} for {plural(len(expected), 'worker')}",
         )
     idle = [n for n in expected if not per.get(n)]
     shares = ", ".join(f"{n} {per.get(n, 0)}" for n in expected)
@@ -139,7 +154,7 @@ def results_crossed_the_network(report: Report, inv: Inventory) -> CheckDict:
     if not report.totals.tasks and not by_peer:
         return check("results_crossed_the_network", "skipped", "the job had no tasks")
     good, bad = [], []
-    for ip, n in sorted(by_peer.items()):
+    for ip, n in _by_address(report):
         owner = inv.owner_of(ip) if ip else None
         problem = ""
         if not ip:
@@ -177,7 +192,7 @@ def _claims_mismatch(report: Report) -> list[str]:
     for w in report.workers:
         claimed = w.identity.get("local_ip")
         if claimed and w.peers and claimed not in w.peers:
-            out.append(f"{w.id} claims {claimed}, seen as {', '.join(w.peers)}")
+            out.append(f"{w.id} claims {claimed}, seen as {', '.join(ip_sorted(w.peers))}")
     return out
 
 
@@ -205,9 +220,9 @@ def separate_network_namespaces(report: Report, inv: Inventory) -> CheckDict:
             "cluster has no worker containers",
         )
     evidence = (
-        f"master {master_ns}; {len(set(claimed))} distinct worker namespaces "
-        f"reported by {len(claimed)} workers; {len(sandboxes)} engine sandboxes for "
-        f"{len(containers)} containers"
+        f"master {master_ns}; {plural(len(set(claimed)), 'distinct worker namespace')} "
+        f"reported by {plural(len(claimed), 'worker')}; "
+        f"{plural(len(sandboxes), 'engine sandbox')} for {plural(len(containers), 'container')}"
     )
     if same:
         evidence += f"; in the master's namespace: {', '.join(same)}"

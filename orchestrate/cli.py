@@ -10,10 +10,12 @@ import argparse
 import json
 import signal
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distproc.text import plural
 from rich.console import Console
 
 from .model import (
@@ -43,13 +45,38 @@ class UsageError(OrchestrateError):
     exit_code = EXIT_CONFIG
 
 
-def _add_file_option(parser: argparse.ArgumentParser, short: bool = True) -> None:
+FILE_FLAGS = ("-f", "--file")
+FOLLOW_FLAGS = ("-F", "--follow")
+#: Said when ``-f`` is used as follow (``docker logs -f``), or given without its file.
+FOLLOW_HINT = "-f is the cluster file; use --follow (-F) to follow"
+
+
+def _add_file_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``-f/--file``: one definition for the global option and every subcommand's.
+
+    A subcommand's copy defaults to ``SUPPRESS``, so ``orchestrate -f x.yaml status`` keeps
+    the global value (argparse copies a subcommand's defaults over the global namespace);
+    after the subcommand it wins, as in ``docker compose``.
+    """
     parser.add_argument(
-        *(("-f", "--file") if short else ("--file",)),
-        default=DEFAULT_CONFIG,
+        *FILE_FLAGS,
+        dest="file",
+        default=argparse.SUPPRESS if default is None else default,
         metavar="FILE",
         help=f"cluster description (default: {DEFAULT_CONFIG})",
     )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a hint for the mistakes it only answers with a usage line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        if message.startswith("argument -f/--file: expected one argument"):
+            if self.prog.endswith(" logs"):
+                message = FOLLOW_HINT
+            else:
+                message += f": the cluster file, e.g. `-f {DEFAULT_CONFIG}`"
+        super().error(message)
 
 
 def _load(args: argparse.Namespace) -> Cluster:
@@ -67,7 +94,8 @@ def _runner(args: argparse.Namespace, cluster: Cluster | None = None) -> Cluster
     from .cluster import ClusterRun
 
     cluster = cluster or _load(args)
-    return ClusterRun(cluster, DockerBackend(), ConsoleEvents(), Path(args.file).parent)
+    events = ConsoleEvents()
+    return ClusterRun(cluster, DockerBackend(), events, Path(args.file).parent, args.file)
 
 
 def _err() -> Console:
@@ -82,12 +110,12 @@ def _finish(args: argparse.Namespace, runner: ClusterRun, outcome: Outcome, what
     console = _err()
     rows = outcome.rows()
     rep = outcome.job_report
-    if rows and rep:
+    if rows and rep and outcome.job_ran:  # a `check` that read the last report: not its line
         print_summary(
             console,
             rows,
-            f"{what}: {rep.totals.ok}/{rep.totals.tasks} "
-            f"tasks in {rep.elapsed_seconds:.2f}s ({rep.throughput:.0f}/s)",
+            f"{what}: {rep.totals.ok}/{plural(rep.totals.tasks, 'task')} "
+            f"in {rep.elapsed_seconds:.2f}s ({rep.throughput:.0f}/s)",
         )
     print_checks(console, outcome.checks)
     if rep:
@@ -127,7 +155,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     name = args.name or _load(args).name
     removed = DockerBackend().sweep(name, NullEvents())
-    print(f"cluster {name!r}: removed {removed} objects", file=sys.stderr)
+    print(f"cluster {name!r}: removed {plural(removed, 'object')}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -150,7 +178,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = Table(title=f"cluster {name!r} (run {inv.run})")
     for col in ("container", "role", "state", "addresses"):
         table.add_column(col)
-    for c in [*([inv.master] if inv.master else []), *inv.workers, *inv.others]:
+    from .checks import by_address
+
+    for c in [*([inv.master] if inv.master else []), *inv.workers, *by_address(inv.others)]:
         role = c.role or "joined by hand"
         addrs = ", ".join(f"{net} {ip}" for net, ip in c.addresses.items())
         table.add_row(c.name, role + (f" ({c.group})" if c.group else ""), c.state, addrs)
@@ -167,7 +197,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from .backends.docker_local import DockerBackend
 
     if args.follow and not args.container:
-        raise UsageError("logs -f follows one container: name it (e.g. `logs -f alpha-0`)")
+        raise UsageError("logs --follow follows one container: name it (`logs -F alpha-0`)")
+    if not (args.container or args.name_cluster or Path(args.file).exists()):
+        # `logs -f alpha-0`, the habit from `docker logs -f`: alpha-0 was taken for the file
+        raise UsageError(
+            f"{args.file}: no such cluster file ({FOLLOW_HINT}: `logs -F {args.file}`)"
+        )
     name = args.name_cluster or _load(args).name
     for line in DockerBackend().logs(name, args.container, args.follow):
         sys.stdout.write(line)
@@ -283,9 +318,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; add a command with ``commands.add_parser`` and ``set_defaults``."""
-    parser = argparse.ArgumentParser(
-        prog="orchestrate", description="Run distproc as a containerized cluster."
-    )
+    parser = _Parser(prog="orchestrate", description="Run distproc as a containerized cluster.")
+    _add_file_option(parser, DEFAULT_CONFIG)  # also before the command, as in docker compose
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser("validate", help="check cluster.yaml and summarise it")
@@ -334,9 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = commands.add_parser("logs", help="container logs")
-    _add_file_option(p, short=False)  # -f is --follow here, as in docker logs
+    _add_file_option(p)  # the file here too: following is -F/--follow, never -f
     p.add_argument("container", nargs="?", help="container name, or short name (alpha-0)")
-    p.add_argument("-f", "--follow", action="store_true", help="follow one container's log")
+    p.add_argument(*FOLLOW_FLAGS, action="store_true", help="follow one container's log")
     p.add_argument("--name", dest="name_cluster", help="cluster name (default: from the file)")
     p.set_defaults(func=cmd_logs)
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from distproc.report import Report
 from distproc.spec import spec_argv
+from distproc.text import plural
 
 from . import checks as e2e
 from .backends.base import Backend, Images, Inventory
@@ -30,6 +31,11 @@ READY_POLL = 0.5
 
 class JobFailed(OrchestrateError):
     """The job could not be run at all (not: it ran and a check failed)."""
+
+
+class ClusterNotRunning(OrchestrateError):
+    """``job`` or ``check`` on a cluster whose master is not running: said first, before any
+    header, since nothing they would print next could be true (a runtime error: exit 1)."""
 
 
 def parse_report(stdout: str) -> Report:
@@ -55,7 +61,9 @@ class Outcome:
     checks: list[dict[str, Any]] = field(default_factory=list)
     job_report: Report | None = None
     inventory: Inventory | None = None
-    run: str = ""
+    run: str = ""  # the id of the ``up`` that made the containers (their RUN label)
+    #: a job ran in this command: its line and table are shown (``check`` may only read one)
+    job_ran: bool = False
 
     @property
     def report(self) -> dict[str, Any] | None:
@@ -72,6 +80,8 @@ class Outcome:
         self.checks += other.checks
         self.job_report = other.job_report
         self.inventory = other.inventory
+        self.run = self.run or other.run
+        self.job_ran = self.job_ran or other.job_ran
 
     def failed(self) -> list[str]:
         return [c["name"] for c in self.checks if not c["ok"]]
@@ -83,7 +93,7 @@ class Outcome:
         per = e2e.results_per_container(self.job_report, self.inventory)
         elapsed = max(self.job_report.elapsed_seconds, 1e-9)
         rows = []
-        for w in [*self.inventory.workers, *self.inventory.others]:
+        for w in [*self.inventory.workers, *e2e.by_address(self.inventory.others)]:
             rows.append(
                 {
                     "worker": w.name + ("" if w.managed else " (joined by hand)"),
@@ -110,12 +120,18 @@ class ClusterRun:
     """Operations on one cluster through one backend; progress goes to ``events``."""
 
     def __init__(
-        self, cluster: Cluster, backend: Backend, events: Events, config_dir: Path = Path(".")
+        self,
+        cluster: Cluster,
+        backend: Backend,
+        events: Events,
+        config_dir: Path = Path("."),
+        source: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.backend = backend
         self.events = events
         self.config_dir = config_dir
+        self.source = source  # the cluster file, for the commands we suggest
         self.images: Images | None = None
 
     @property
@@ -144,7 +160,7 @@ class ClusterRun:
         self.images = self.backend.build_images(c, ev)
         removed = self.backend.sweep(c.name, ev)
         if removed:
-            ev.info(f"removed {removed} objects left by an earlier run of {c.name!r}")
+            ev.info(f"removed {plural(removed, 'object')} left by an earlier run of {c.name!r}")
         run = secrets.token_hex(4)
         try:
             self.backend.create(c, run, self.images, keyfile, ev)
@@ -185,7 +201,7 @@ class ClusterRun:
         }
         waiting = [n for n in expected if n not in cut]
         self.events.step(
-            f"waiting for {len(waiting)} worker{'s' * (len(waiting) != 1)} to connect "
+            f"waiting for {plural(len(waiting), 'worker')} to connect "
             f"(at most {timeout:.0f}s)"
             + (f"; {len(cut)} cannot: no network shared with the master" if cut else "")
         )
@@ -211,6 +227,20 @@ class ClusterRun:
             return None
         return json.loads(res.stdout)
 
+    def running(self) -> Inventory:
+        """The inventory of a cluster whose master runs; else ``ClusterNotRunning``, naming
+        what to do. Read before any header, so a command on a down cluster says so first."""
+        inv = self.backend.inventory(self.cluster.name)
+        if inv.master is None or inv.master.state != "running":
+            why = "" if inv.master is None else f" (its master is {inv.master.state})"
+            up = f"`orchestrate up -f {self.source or 'FILE'}`"
+            if self.source is None or Path(self.source).name == "cluster.yaml":
+                up = f"`make cluster-up` or {up}"  # make's cluster is cluster.yaml's
+            raise ClusterNotRunning(
+                f"cluster {self.cluster.name!r} is not running{why}: start it with {up}"
+            )
+        return inv
+
     # -- jobs --------------------------------------------------------------------------------
     def job(self, overrides: dict[str, Any] | None = None, timeout: float = 900.0) -> Outcome:
         """Run a job on the running cluster, follow it, and check its report.
@@ -219,12 +249,12 @@ class ClusterRun:
         container never fills one in on its own.
         """
         spec = {**self.cluster.job.spec(), **(overrides or {})}
+        before = self.running()
         self.events.step(
-            f"running the job: {spec['tasks']} {spec['kind']} tasks ({spec['protocol']})"
+            f"running the job: {plural(spec['tasks'], spec['kind'] + ' task')} ({spec['protocol']})"
         )
         argv = ["submit", "--master", self._master_addr, "--progress", "json"]
         argv += ["--timeout", str(timeout), *spec_argv(spec)]
-        before = self.backend.inventory(self.cluster.name)
         try:
             res = self.backend.exec_master(self.cluster.name, argv, self._on_job_line)
         except KeyboardInterrupt:  # don't leave the job running on the master
@@ -239,7 +269,8 @@ class ClusterRun:
         save_report(self.cluster.name, report.to_dict())
         # a worker that stopped during the job keeps the addresses its results came from
         inv = self.backend.inventory(self.cluster.name).remember(before)
-        return Outcome(e2e.job_checks(report, inv, self.cluster.worker_names()), report, inv)
+        checks = e2e.job_checks(report, inv, self.cluster.worker_names())
+        return Outcome(checks, report, inv, run=inv.run or before.run, job_ran=True)
 
     def _on_job_line(self, line: str) -> None:
         if line.startswith('{"progress"'):
@@ -261,13 +292,14 @@ class ClusterRun:
 
     def check(self, ready_timeout: float = 30.0) -> Outcome:
         """The end-to-end checks on the running cluster, against its last job."""
-        running = self.backend.inventory(self.cluster.name)
+        running = self.running()
         # probe with the image the cluster runs (building here could make a different one)
         self.images = Images(running.images.get("master", ""), running.images.get("worker", ""))
         out = Outcome(run=running.run)
         out.checks.append(self.wait_ready(ready_timeout))
         res = self.backend.exec_master(self.cluster.name, ["report", "--master", self._master_addr])
         if res.exit_code in (0, 3) and res.stdout.strip():
+            self.events.step("checking the last job's report against the engine")
             report = parse_report(res.stdout)
             inv = self.backend.inventory(self.cluster.name)
             out.absorb(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from distproc.report import Letter, Report
+from distproc.text import plural
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -62,21 +63,27 @@ class ConsoleEvents:
         self._last_plain: dict[str, tuple[float, int, int]] = {}  # key -> (when, done, total)
         self._clock = clock
 
+    # Every line is printed soft-wrapped: rich inserts no newline of its own, so a CI log has
+    # one entry per line (a terminal still folds a long line by itself).
+
     def step(self, message: str) -> None:
-        self.console.print(f"[bold]==>[/bold] {message}" if self.live else f"==> {message}")
+        if self.live:
+            self.console.print(f"[bold]==>[/bold] {message}", soft_wrap=True)
+        else:
+            self.console.print(f"==> {message}", markup=False, soft_wrap=True)
 
     def info(self, message: str) -> None:
-        self.console.print(f"    {message}", markup=False)
+        self.console.print(f"    {message}", markup=False, soft_wrap=True)
 
     def detail(self, message: str) -> None:
         if not self.live:
-            self.console.print(f"    | {message}", markup=False)
+            self.console.print(f"    | {message}", markup=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         if self.live:
-            self.console.print(f"[yellow]warning:[/yellow] {message}")
+            self.console.print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
         else:
-            self.console.print(f"warning: {message}", markup=False)
+            self.console.print(f"warning: {message}", markup=False, soft_wrap=True)
 
     def progress(self, key: str, done: int, total: int, label: str = "") -> None:
         if not self.live:
@@ -126,11 +133,13 @@ _MARKS = {
 
 def print_checks(console: Console, checks: list[dict[str, Any]]) -> None:
     """One line per check: PASS, FAIL or SKIP (never PASS for a check that judged nothing),
-    its name and its evidence (or why it was skipped)."""
+    its name and its evidence (or why it was skipped). Soft-wrapped, as ``print_tasks_not_ok``:
+    a long evidence (``results_crossed_the_network`` lists every address) is never cut into
+    lines mid-entry at the console's width, in CI or on a terminal."""
     for c in checks:
-        mark = _MARKS.get(c["status"], "[red]FAIL[/red]")
-        console.print(f"{mark} {c['name']}: ", end="")
-        console.print(c["evidence"], markup=False, highlight=False)
+        mark = Text.from_markup(_MARKS.get(c["status"], "[red]FAIL[/red]"))
+        line = Text.assemble(mark, f" {c['name']}: ", c["evidence"])
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def print_summary(console: Console, rows: list[dict[str, Any]], title: str) -> None:
@@ -165,7 +174,7 @@ def letter_text(x: Letter, inventory: Inventory | None = None) -> str:
     if container:
         who.append(f"({container.name})")
     held = f" held by {' '.join(who)}" if who else ""
-    tries = f", {x.attempts} attempt{'s' if x.attempts != 1 else ''}"
+    tries = f", {plural(x.attempts, 'attempt')}"
     return f"task {x.id}{held}{tries}: {_one_line(x.error, ERROR_CHARS)}"
 
 

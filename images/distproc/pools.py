@@ -38,6 +38,7 @@ from typing import Any
 
 from . import kinds, stdlib_private
 from .concurrency import tasks_at_once
+from .text import plural
 
 log = logging.getLogger("distproc.worker")
 
@@ -119,13 +120,6 @@ def run_timed(kind: str, payload: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     value = kinds.run(kind, payload)
     return value, time.perf_counter() - t0
-
-
-def plural(n: int, word: str) -> str:
-    """``1 process``, ``2 processes``, ``1 thread``."""
-    if n == 1:
-        return f"{n} {word}"
-    return f"{n} {word}es" if word.endswith("s") else f"{n} {word}s"
 
 
 class Pools:

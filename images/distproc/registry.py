@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .text import ip_sorted
+
 LIVE_SECONDS = 5.0  # a worker unseen for longer is not counted as connected
 MAX_LIVE_WORKERS = 4096  # a hello from one more new worker is refused
 KEEP_IDENTITIES = 1024  # past this many records, gone workers keep their id only
@@ -144,7 +146,7 @@ class WorkerRegistry:
             {
                 "id": r.wid,
                 "identity": r.identity,
-                "peers": sorted(r.peers - {""}),
+                "peers": ip_sorted(r.peers - {""}),
                 "connected": r.live(now),
                 "left": r.left,
                 "last_seen_seconds": round(now - r.last_seen, 3),

@@ -24,6 +24,7 @@ from .ledger import (
     PENDING,
     Ledger,
 )  # fmt: skip
+from .text import ip_sorted
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 Status = Literal["pass", "fail", "skipped"]
@@ -192,8 +193,8 @@ def _workers(job: Ledger, workers: list[Any]) -> list[WorkerShare]:
         WorkerShare(
             id=workers[index].wid,
             identity=workers[index].identity,
-            peers=sorted(t.peers),
-            results_by_peer=dict(sorted(t.peers.items())),
+            peers=ip_sorted(t.peers),
+            results_by_peer={ip: t.peers[ip] for ip in ip_sorted(t.peers)},
             tasks=t.tasks,
             failed=t.failed,
             duplicates=t.duplicates,
@@ -255,7 +256,7 @@ def build(job: Ledger, workers: list[Any], master: dict[str, Any]) -> Report:
         failures=failed,
         lost=lost,
         workers=_workers(job, workers),
-        results_by_peer=dict(sorted(by_peer.items())),
+        results_by_peer={ip: by_peer[ip] for ip in ip_sorted(by_peer)},
         waited_seconds=round(started - job.submitted, 6),
         elapsed_seconds=round(elapsed, 6),
         throughput=round(job.final / elapsed, 1),

@@ -16,6 +16,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from distproc.text import plural
 from docker.types import IPAMConfig, IPAMPool, Mount
 
 from .. import labels
@@ -146,7 +147,7 @@ class DockerBackend(Backend):
     def create(
         self, cluster: Cluster, run: str, images: Images, keyfile: Path, events: Events
     ) -> None:
-        events.step(f"creating {len(cluster.networks)} networks")
+        events.step(f"creating {plural(len(cluster.networks), 'network')}")
         for net in cluster.networks:
             name = _network_name(cluster.name, net.name)
             with engine_call(
@@ -191,7 +192,7 @@ class DockerBackend(Backend):
             ),
         )
         slots = list(cluster.iter_workers())
-        events.step(f"starting {len(slots)} workers")
+        events.step(f"starting {plural(len(slots), 'worker')}")
         done = 0
 
         def start_worker(slot: Any) -> None:

@@ -8,6 +8,7 @@ import typing
 from pathlib import Path as FsPath
 from typing import Any
 
+from distproc.text import plural
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -154,7 +155,7 @@ def _message(err: ErrorDetails) -> str:
     if kind == "finite_number":
         return f"must be a finite number, got {value!r}"
     if kind == "too_short":
-        return f"must list at least {ctx.get('min_length')} item(s)"
+        return f"must list at least {plural(int(ctx.get('min_length', 1)), 'item')}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}, got {value!r}"
     if kind == "string_too_short":

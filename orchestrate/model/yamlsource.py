@@ -70,6 +70,17 @@ def _pos_at(text: str, index: int) -> Pos:
     return Pos(line, index - (text.rfind("\n", 0, index) + 1) + 1)
 
 
+def _tab_problem(text: str, mark: yaml.Mark | None) -> str | None:
+    """What a tab at ``mark`` means, in the user's terms: PyYAML only says it "cannot start
+    any token", which does not say that the cure is spaces. ``None`` if no tab is there."""
+    if mark is None or not 0 <= mark.index < len(text) or text[mark.index] != "\t":
+        return None
+    before = text[text.rfind("\n", 0, mark.index) + 1 : mark.index]
+    if not before.strip():
+        return "YAML forbids tabs for indentation: indent with spaces"
+    return "a tab where YAML expects spaces (YAML forbids tabs for indentation): use spaces"
+
+
 def read_yaml(text: str) -> Document:
     """Parse one YAML document; every failure becomes a problem rather than an exception."""
     doc = Document()
@@ -88,7 +99,8 @@ def read_yaml(text: str) -> Document:
             ctx = exc.context_mark
             where = f", from {ctx.line + 1}:{ctx.column + 1}" if ctx and ctx != mark else ""
             detail = f"{detail} ({exc.context}{where})"
-        doc.problems.append((pos, f"YAML syntax error: {detail}"))
+        tab = _tab_problem(text, exc.problem_mark)
+        doc.problems.append((pos, tab or f"YAML syntax error: {detail}"))
         doc.data = None
     except yaml.reader.ReaderError as exc:  # a control character, for example
         doc.problems.append(

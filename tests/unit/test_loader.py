@@ -15,6 +15,8 @@ CASES: dict[str, list[tuple[int, int, str]]] = {
     "alias_bomb": [(1, 1, "more than 100,000 values once aliases are expanded")],
     "control_character": [(2, 9, "unreadable character '\\x01'")],
     "too_deep": [(1, 1, "YAML nested too deeply")],
+    "tab_indentation": [(7, 1, "YAML forbids tabs for indentation: indent with spaces")],
+    "tab_after_colon": [(5, 12, "a tab where YAML expects spaces (YAML forbids tabs for")],
     "bad_cluster_name": [(2, 7, "'Demo_Cluster' is not a DNS label")],
     "bad_concurrency": [(12, 18, "concurrency: must be 'auto' or an integer >= 1, got 0")],
     "bad_kind": [(13, 9, "kind 'my-module:run' must be one of square, cpu, io or 'module:func")],

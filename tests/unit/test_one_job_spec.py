@@ -23,7 +23,14 @@ from distproc.spec import JobField, JobSpec, job_fields, make_spec, spec_argv
 from pydantic import ValidationError
 
 from orchestrate import cli as orchestrate_cli
-from orchestrate.backends.base import Backend, EngineLimits, ExecResult, Images, Inventory
+from orchestrate.backends.base import (
+    Backend,
+    ContainerInfo,
+    EngineLimits,
+    ExecResult,
+    Images,
+    Inventory,
+)  # fmt: skip
 from orchestrate.cluster import ClusterRun
 from orchestrate.events import NullEvents
 from orchestrate.model import Cluster, cluster_json_schema, load_cluster_text
@@ -264,7 +271,8 @@ class CapturingBackend(Backend):
         return ExecResult(0, json.dumps(report.to_dict()), "")
 
     def inventory(self, cluster_name: str) -> Inventory:
-        return Inventory(cluster_name)
+        master = ContainerInfo(f"{cluster_name}-master", "m1", "master", "running")
+        return Inventory(cluster_name, run="r1", master=master)  # a job needs a running master
 
     def build_images(self, cluster: Cluster, events: Any) -> Images:
         raise NotImplementedError

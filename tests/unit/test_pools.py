@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from distproc.pools import Pools, plural
+from distproc.pools import Pools
+from distproc.text import plural
 
 
 @pytest.mark.parametrize(
