@@ -10,8 +10,9 @@ import sys
 try:
     from .cli import main
 except ModuleNotFoundError as exc:
-    if (exc.name or "").partition(".")[0] in {"orchestrate", "distproc", "distproc_kinds"}:
+    if (exc.name or "").partition(".")[0] == "orchestrate":
         raise  # our own code is broken: that traceback is the useful one
+    # (distproc, under images/, is importable only once the project is installed)
     print(
         f"orchestrate: {sys.executable} lacks the dependency {exc.name!r}: run `make cluster-up`"
         " (it creates .venv), then `. .venv/bin/activate` or use .venv/bin/orchestrate",
