@@ -121,6 +121,12 @@ def results_per_container(report: Report, inv: Inventory) -> dict[str, int]:
     return dict(out)
 
 
+#: Tasks per worker from which every worker must have had a share. With one task per worker,
+#: a fast inline worker answers its first and leases another before a slower one wakes:
+#: 4 tasks on the 4 default workers left one idle in 3 of 9 runs; 8 or more, in none of 7.
+SHARE_EVERY_WORKER_FROM = 4
+
+
 def every_worker_contributed(report: Report, inv: Inventory, expected: list[str]) -> CheckDict:
     """Every worker container of the file had a share of the results (when there were
     enough tasks to go round)."""
@@ -128,11 +134,12 @@ def every_worker_contributed(report: Report, inv: Inventory, expected: list[str]
     per = results_per_container(report, inv)
     if not expected:
         return check("every_worker_contributed", "skipped", "no cluster workers (none in the file)")
-    if tasks < len(expected):
+    if tasks < SHARE_EVERY_WORKER_FROM * len(expected):
         return check(
             "every_worker_contributed",
             "skipped",
-            f"not required: {plural(tasks, 'task')} for {plural(len(expected), 'worker')}",
+            f"not required: {plural(tasks, 'task')} for {plural(len(expected), 'worker')} "
+            f"(required from {SHARE_EVERY_WORKER_FROM} per worker)",
         )
     idle = [n for n in expected if not per.get(n)]
     shares = ", ".join(f"{n} {per.get(n, 0)}" for n in expected)
@@ -228,6 +235,9 @@ def separate_network_namespaces(report: Report, inv: Inventory) -> CheckDict:
         evidence += f"; in the master's namespace: {', '.join(same)}"
     if shared:
         evidence += "; sharing a sandbox: " + "; ".join(", ".join(n) for n in shared)
+    if not claimed and not same and not shared:  # the engine's side only: no worker reported
+        return check("separate_network_namespaces", "skipped",
+                     f"no worker reported its namespace (no task ran); {evidence}")  # fmt: skip
     ok = not same and not shared and bool(master_ns)
     return check("separate_network_namespaces", verdict(ok), evidence)
 

@@ -186,7 +186,7 @@ class ClusterRun:
         except OrchestrateError as exc:
             self.events.warn(f"rolling back run {run} failed: {exc}")
             return
-        self.events.warn(f"up failed: removed the {removed} objects this run ({run}) created")
+        self.events.warn(f"up failed: removed {plural(removed, 'object')} this run ({run}) created")
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         """Until every worker that can reach the master has connected with the authkey

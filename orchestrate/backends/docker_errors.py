@@ -93,8 +93,10 @@ def _overlap(holders: Sequence[SubnetHolder]) -> str:
     for h in holders:
         owner = f" of cluster {h.cluster!r}" if h.cluster else ""
         parts.append(f"network {h.network!r} ({h.subnet}){owner}")
-        down = f"`orchestrate down --name {h.cluster}`"
-        todo.append(down if h.cluster else f"`docker network rm {h.network}`")
+        if h.cluster:  # ours: `down` removes exactly that cluster
+            todo.append(f"`orchestrate down --name {h.cluster}`")
+    if not todo:  # not a distproc network (the engine's bridge, say): never advise removing it
+        return f"overlaps {', '.join(parts)}, which distproc did not create: pick another subnet"
     return (
         f"overlaps {', '.join(parts)}: remove it ({' or '.join(dict.fromkeys(todo))}) "
         "or pick another subnet in the file"

@@ -390,3 +390,27 @@ def test_a_foreign_report_from_the_master_fails_the_job_not_with_a_traceback(
         run.job(timeout=5)
     assert isinstance(err.value, OrchestrateError)
     assert not (tmp_path / "c" / "last-report.json").exists()  # not saved as a report
+
+
+def test_contribution_is_required_only_from_a_few_tasks_per_worker() -> None:
+    """4 tasks on 4 workers left one idle in 3 of 9 correct runs: a failure that proved
+    nothing. Below SHARE_EVERY_WORKER_FROM tasks a worker it is skipped; from it, judged."""
+    rep = report()
+    rep.results_by_peer = {"198.18.1.3": 7}
+    rep.totals.tasks = checks.SHARE_EVERY_WORKER_FROM * len(EXPECTED) - 1
+    assert checks.every_worker_contributed(rep, inventory(), EXPECTED)["status"] == "skipped"
+    rep.totals.tasks += 1
+    c = checks.every_worker_contributed(rep, inventory(), EXPECTED)
+    assert c["status"] == "fail" and "idle: c-b-0" in c["evidence"]
+
+
+def test_namespaces_nobody_reported_are_skipped_unless_the_engine_shows_sharing() -> None:
+    """A job of no tasks: no worker reported its namespace, so only the engine's side was
+    seen; that used to be a pass."""
+    rep = report()
+    rep.workers = []
+    c = checks.separate_network_namespaces(rep, inventory())
+    assert c["status"] == "skipped" and "no worker reported" in c["evidence"]
+    inv = inventory()
+    inv.workers[1].sandbox = inv.workers[0].sandbox
+    assert checks.separate_network_namespaces(rep, inv)["status"] == "fail"

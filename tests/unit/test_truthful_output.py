@@ -238,7 +238,7 @@ def test_one_worker_is_not_workers() -> None:
     inv = Inventory("c", master=ContainerInfo("m", "m", "master", "running"), workers=[])
     inv.workers = [ContainerInfo(n, n, "worker", "running") for n in ("a", "b")]
     skipped = checks.every_worker_contributed(rep, inv, ["a", "b"])["evidence"]
-    assert skipped == "not required: 1 task for 2 workers"
+    assert skipped == "not required: 1 task for 2 workers (required from 4 per worker)"
     ns = checks.separate_network_namespaces(rep, inv)["evidence"]
     assert ns.endswith("0 distinct worker namespaces reported by 0 workers; "
                        "1 engine sandbox for 3 containers"), ns  # fmt: skip
