@@ -229,18 +229,24 @@ def _job_overrides(args: argparse.Namespace, cluster: Cluster) -> dict[str, obje
     from distproc.spec import job_fields
     from pydantic import ValidationError
 
+    from .model.checks import job_time_warnings
     from .model.topology import Job
 
     flags = {f.name: f.flag for f in job_fields()}
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    if overrides.get("kind", cluster.job.kind) != cluster.job.kind and "size" not in overrides:
+        overrides["size"] = None  # a size belongs to its kind: --kind io without --size
+        # would otherwise inherit a cpu job's 10000 as 10 s per io task
     try:
-        Job.model_validate({**cluster.job.model_dump(), **overrides})
+        job = Job.model_validate({**cluster.job.model_dump(), **overrides})
     except ValidationError as exc:
         problems = "; ".join(
             f"{flags.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'job'}: {e['msg']}"
             for e in exc.errors()
         )
         raise UsageError(f"job: {problems}") from None
+    for issue in job_time_warnings(cluster.model_copy(update={"job": job})):
+        _err().print(f"warning: {issue.message}", soft_wrap=True)
     return overrides
 
 

@@ -150,3 +150,21 @@ def test_cpu_without_a_size_runs_its_default_and_reports_it(procs: Procs) -> Non
     code, rep = procs.submit("--kind", "cpu", "--tasks", "4")
     assert code == 0 and rep["ok"], rep["checks"]
     assert rep["job"]["size"] == DEFAULT_SIZE["cpu"]
+
+
+def test_a_kind_override_without_a_size_takes_the_new_kinds_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`orchestrate job --kind io` on a cpu file with `size: 20000` inherited the 20000, as
+    20 s per io task, with no warning: a size belongs to its kind."""
+    from orchestrate.cli import _job_overrides, build_parser
+
+    cluster = load_cluster_text(_cluster_text("cpu", "20000"), "cluster.yaml", [])
+    args = build_parser().parse_args(["job", "--kind", "io"])
+    assert _job_overrides(args, cluster) == {"kind": "io", "size": None}  # io's own 10 ms
+    args = build_parser().parse_args(["job", "--kind", "io", "--size", "5"])
+    assert _job_overrides(args, cluster) == {"kind": "io", "size": 5}
+    capsys.readouterr()
+    io_file = load_cluster_text(_cluster_text("io", "20000"), "cluster.yaml", [])
+    _job_overrides(build_parser().parse_args(["job", "--tasks", "400"]), io_file)
+    assert "take about 80 s" in capsys.readouterr().err  # the merged job is estimated too
