@@ -26,13 +26,11 @@ from . import calls, kinds
 from .classic import ClassicResults, ClassicTasks, Takers, parse_result
 from .identity import netns
 from .ledger import Ledger
-from .registry import LIVE_SECONDS, WorkerRecord, WorkerRegistry
+from .registry import WorkerRegistry
 from .report import build
 from .results import ResultsUnavailable, sink_for
 from .server import current_connection, current_peer
 from .spec import MAX_TASKS, make_spec
-
-__all__ = ["LIVE_SECONDS", "Broker", "JobError", "WorkerRecord"]
 
 log = logging.getLogger("distproc.master")
 
@@ -66,10 +64,6 @@ class Broker:
             "netns": netns(),
             "instance": self.instance,
         }
-
-    @property
-    def by_index(self) -> list[WorkerRecord]:
-        return self.registry.by_index
 
     # -- workers ---------------------------------------------------------------------------
     def hello(self, wid: str, identity: dict[str, Any]) -> dict[str, Any]:

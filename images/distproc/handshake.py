@@ -115,10 +115,6 @@ class Handshake:
         self.out = bytearray(frame(CHALLENGE + self._challenge))
         self.request: bytes | None = None
 
-    @property
-    def authenticated(self) -> bool:
-        return self._step >= 1
-
     def feed(self, data: bytes) -> None:
         self._in += data
         while self.request is None:

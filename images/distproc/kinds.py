@@ -158,12 +158,6 @@ class Payloads(Sequence[Any]):
             return None
         return ((value - self._b) * self._a_inverse) % self.count
 
-    def distinct(self) -> set[Any]:
-        """The distinct payloads, without listing them all where they repeat."""
-        if self.kind in ("cpu", "io"):
-            return {self.size} if self.count else set()
-        return set(self)
-
 
 def _affine(count: int, seed: int) -> tuple[int, int]:
     if count <= 1:

@@ -216,13 +216,14 @@ def summary(job: Ledger, totals: Totals, lost: list[Letter], dead: list[Letter],
                                  ("failed", totals.failed, failed)):  # fmt: skip
         if not count:
             continue
+        shown = letters[:3]
         named = "; ".join(
-            f"task {x.id}" + (f" (payload {job.payloads[x.id]!r})" if x.id < job.total else "")
+            f"task {x.id} (payload {job.payloads[x.id]!r})"
             + (f" held by {x.worker}" if x.worker else "") + (f" at {x.peer}" if x.peer else "")
             + f": {x.error}"
-            for x in letters[:3]
+            for x in shown
         )  # fmt: skip
-        more = f" (+{count - min(3, len(letters))} more)" if count > min(3, len(letters)) else ""
+        more = f" (+{count - len(shown)} more)" if count > len(shown) else ""
         parts.append(f"{word} {count}: {named}{more}")
     if totals.wrong_values:
         parts.append(f"wrong values {totals.wrong_values}: tasks {job.wrong[:MAX_LISTED]}")

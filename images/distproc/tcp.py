@@ -28,12 +28,6 @@ def set_nodelay(fd: int) -> None:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def shut_down(fd: int) -> None:
-    """End both directions now: a thread blocked reading the socket gets EOF."""
-    with contextlib.suppress(OSError), socket_of(fd) as s:
-        s.shutdown(socket.SHUT_RDWR)
-
-
 def set_served_options(
     sock: socket.socket, keepalive: tuple[int, int, int], send_timeout: float
 ) -> None:
