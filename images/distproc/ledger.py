@@ -24,6 +24,7 @@ Every task ends in exactly one final state:
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import sys
@@ -40,7 +41,6 @@ from .spec import JobSpec
 
 PENDING, LEASED, OK, FAILED, DEAD, LOST = range(6)
 STATE_NAMES = ("pending", "leased", "ok", "failed", "dead", "lost")
-FINAL = (OK, FAILED, DEAD, LOST)
 MAX_LISTED = 20  # dead letters, failures, losses and wrong values named in a report
 
 EXPIRED = "lease expired: the worker died, hung or was cut off, or the task ran past task_timeout"
@@ -161,13 +161,18 @@ class Ledger:
 
     def unfinished(self, limit: int = MAX_LISTED) -> list[int]:
         """The first ``limit`` ids not in a final state."""
-        out: list[int] = []
-        for s in (PENDING, LEASED):
-            i = self.state.find(s)
-            while i >= 0 and len(out) < limit:
-                out.append(i)
-                i = self.state.find(s, i + 1)
-        return sorted(out)[:limit]
+        return list(itertools.islice(self._unfinished_ids(), limit))
+
+    def _unfinished_ids(self) -> Iterator[int]:
+        """Every id not in a final state, in order, without listing them all at once."""
+        return heapq.merge(*(self._ids_in(s) for s in (PENDING, LEASED)))
+
+    def _ids_in(self, s: int) -> Iterator[int]:
+        state = self.state
+        i = state.find(s)
+        while i >= 0:
+            yield i
+            i = state.find(s, i + 1)
 
     def nbytes(self) -> int:
         """About what this job holds in memory, for the broker's history budget."""
@@ -420,14 +425,18 @@ class Ledger:
     def _bury(self, tid: int, final: int, error: str, name: str, peer: str) -> None:
         self.errors.pop(tid, None)
         self.state[tid] = final
-        letters = self.letters[final]
-        if len(letters) < MAX_LISTED:
-            letters.append({"id": tid, "attempts": self.attempts[tid], "error": error,
-                            "worker": name or None, "peer": peer or None})  # fmt: skip
+        self._letter(final, tid, error, name, peer)
         self.sink.write(tid, STATE_NAMES[final], None, name, peer, self.attempts[tid], error)
         self.counts[STATE_NAMES[final]] += 1
         self.final += 1
         self._maybe_finish()
+
+    def _letter(self, final: int, tid: int, error: str, name: str, peer: str) -> None:
+        """Name a task that did not end ok, while fewer than ``MAX_LISTED`` are named."""
+        letters = self.letters[final]
+        if len(letters) < MAX_LISTED:
+            letters.append({"id": tid, "attempts": self.attempts[tid], "error": error,
+                            "worker": name or None, "peer": peer or None})  # fmt: skip
 
     def _maybe_finish(self) -> None:
         if self.finished is not None or self.final != self.total:
@@ -448,25 +457,13 @@ class Ledger:
         self.back.clear()
         self.sink.close()
 
-    def _unfinished_ids(self) -> Iterator[int]:
-        """Every id not in a final state, in order, without listing them all at once."""
-        state = self.state
-        for s in (PENDING, LEASED):
-            i = state.find(s)
-            while i >= 0:
-                yield i
-                i = state.find(s, i + 1)
-
     def stop(self, reason: str) -> None:
         """Bury every unfinished task as dead (a cancelled job): always ends the job, in
         time linear in bytes, not in Python work per task (a 10M-task cancel)."""
         if self.finished is not None:
             return
-        letters = self.letters[DEAD]
-        for tid in self.unfinished(MAX_LISTED - len(letters)):
-            letters.append({"id": tid, "attempts": self.attempts[tid],
-                            "error": self.errors.get(tid, reason), "worker": None,
-                            "peer": None})  # fmt: skip
+        for tid in self.unfinished(MAX_LISTED - len(self.letters[DEAD])):
+            self._letter(DEAD, tid, self.errors.get(tid, reason), "", "")
         if self.sink.mode == "stream":
             for tid in self._unfinished_ids():
                 self.sink.write(tid, "dead", None, "", "", self.attempts[tid],

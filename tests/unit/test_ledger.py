@@ -188,3 +188,10 @@ def test_finished_job_counts_late_results_as_duplicates() -> None:
 def test_bad_specs_are_refused(fields: dict, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         make_spec(fields)
+
+
+def test_unfinished_lists_the_first_ids_whatever_their_state() -> None:
+    job, _ = ledger(30, batch=4)
+    job.lease(0, 4)  # 0-3 leased, 4-29 pending
+    job.release(0, [2])  # 2 pending again
+    assert job.unfinished(5) == [0, 1, 2, 3, 4]
