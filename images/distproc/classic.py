@@ -14,11 +14,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .calls import CallError
+from .kinds import MAX_INT_BITS
 
 if TYPE_CHECKING:
     from .broker import Broker
 
-MAX_PAYLOAD_BITS = 64  # classic payloads are task indexes: a square has at most twice that
 CLASSIC_RESULT = re.compile(r"^\s*(-?\d{1,30})\s*\*\s*(-?\d{1,30})\s*=\s*(-?\d{1,60})\s*$")
 
 
@@ -73,7 +73,8 @@ def parse_result(item: Any, index_of: Any) -> tuple[int | None, Any]:
         if not m:
             return None, item
         return index_of(int(m.group(1))), int(m.group(3))
-    if type(item) is int and item >= 0 and item.bit_length() <= 2 * MAX_PAYLOAD_BITS:
+    # a square of a payload (kinds.MAX_INT_BITS at most) has at most twice its bits
+    if type(item) is int and item >= 0 and item.bit_length() <= 2 * MAX_INT_BITS:
         return index_of(math.isqrt(item)), item  # (isqrt of a 10M-bit int froze the master 28 s)
     return None, item
 

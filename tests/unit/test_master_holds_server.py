@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing import connection
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import Procs
@@ -312,10 +313,41 @@ def test_the_rate_limiter_counts_what_it_held_back() -> None:
     ]
 
 
+@contextlib.contextmanager
+def _in_process_server(
+    obj: object, method: str, limits: Any = None, hooks: tuple[Callable[[int], None], ...] = ()
+) -> Iterator[Any]:
+    """A GuardedServer in this process serving ``obj`` (exposing ``method``), and a
+    connected client proxy for it; the server stops on exit."""
+    from multiprocessing.managers import BaseManager
+
+    from distproc import server
+
+    class M(server.MasterManager):
+        pass
+
+    M.register("get_obj", callable=lambda: obj, exposed=(method,))
+    srv = server.GuardedServer(M._registry, ("127.0.0.1", 0), b"key", limits)
+    for hook in hooks:
+        srv.add_disconnect_hook(hook)
+    threading.Thread(target=srv.accepter, daemon=True).start()
+
+    class C(BaseManager):
+        pass
+
+    C.register("get_obj")
+    try:
+        m = C(address=srv.address, authkey=b"key")
+        m.connect()
+        yield m.get_obj()
+    finally:
+        srv.stop_event.set()
+        srv.listener.close()
+
+
 def test_disconnect_hooks_get_the_connection_id() -> None:
     """current_connection() inside a request, and the hook with the same id once that
     connection closes (a hook that raises does not stop the others)."""
-    from multiprocessing.managers import BaseManager
 
     from distproc import server
 
@@ -328,14 +360,6 @@ def test_disconnect_hooks_get_the_connection_id() -> None:
             seen.append(server.current_connection())
             return seen[-1]
 
-    obj = _Obj()
-
-    class M(server.MasterManager):
-        pass
-
-    M.register("get_obj", callable=lambda: obj, exposed=("which",))
-    srv = server.GuardedServer(M._registry, ("127.0.0.1", 0), b"key")
-
     def bad_hook(cid: int) -> None:
         raise RuntimeError("a hook that fails")
 
@@ -344,27 +368,13 @@ def test_disconnect_hooks_get_the_connection_id() -> None:
         if cid in seen:
             done.set()
 
-    srv.add_disconnect_hook(bad_hook)
-    srv.add_disconnect_hook(hook)
-    threading.Thread(target=srv.accepter, daemon=True).start()
-    try:
-
-        class C(BaseManager):
-            pass
-
-        C.register("get_obj")
-        m = C(address=srv.address, authkey=b"key")
-        m.connect()
-        proxy = m.get_obj()
+    with _in_process_server(_Obj(), "which", hooks=(bad_hook, hook)) as proxy:
         cid = proxy.which()
         assert cid > 0 and server.current_connection() == 0
         assert proxy.which() == cid  # the same connection for the same thread
         proxy._tls.connection.close()  # end that proxy's connection
         assert done.wait(5), (seen, ended)
         assert cid in ended
-    finally:
-        srv.stop_event.set()
-        srv.listener.close()
 
 
 class _Squat:
@@ -601,7 +611,6 @@ def _served_peer_of(local: tuple[str, int]) -> socket.socket:
 def test_served_connections_have_keepalive_and_a_send_timeout() -> None:
     """Read back from the server's end of a served connection: SO_KEEPALIVE with the idle,
     interval and count given, TCP_USER_TIMEOUT of their span, and SO_SNDTIMEO."""
-    from multiprocessing.managers import BaseManager
 
     from distproc import server
 
@@ -609,24 +618,8 @@ def test_served_connections_have_keepalive_and_a_send_timeout() -> None:
         def ping(self) -> int:
             return 1
 
-    obj = _Obj()
-
-    class M(server.MasterManager):
-        pass
-
-    M.register("get_obj", callable=lambda: obj, exposed=("ping",))
     limits = server.ServerLimits(keepalive=(7, 3, 4), send_timeout=2.5)
-    srv = server.GuardedServer(M._registry, ("127.0.0.1", 0), b"key", limits)
-    threading.Thread(target=srv.accepter, daemon=True).start()
-    try:
-
-        class C(BaseManager):
-            pass
-
-        C.register("get_obj")
-        m = C(address=srv.address, authkey=b"key")
-        m.connect()
-        proxy = m.get_obj()
+    with _in_process_server(_Obj(), "ping", limits) as proxy:
         assert proxy.ping() == 1
         with socket.socket(fileno=os.dup(proxy._tls.connection.fileno())) as client_end:
             local = client_end.getsockname()
@@ -640,6 +633,3 @@ def test_served_connections_have_keepalive_and_a_send_timeout() -> None:
             tv = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.calcsize("ll"))
             assert struct.unpack("ll", tv) == (2, 500_000)
             assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == bytes(16)
-    finally:
-        srv.stop_event.set()
-        srv.listener.close()
