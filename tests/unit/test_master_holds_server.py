@@ -446,13 +446,16 @@ class _Squat:
                 key.fileobj.close()  # type: ignore[union-attr]
 
 
-def test_handshake_squatting_cannot_lock_out_key_holders(procs: Procs) -> None:
+@pytest.mark.parametrize("cap", [[], ["--max-connections", "40"]], ids=["table-64", "cap-40"])
+def test_handshake_squatting_cannot_lock_out_key_holders(procs: Procs, cap: list[str]) -> None:
     """64 idle sockets from 4 source IPs (16 each, the per-peer cap) fill --max-handshakes 64
     and are reopened as soon as dropped; a key holder from a fifth IP still connects promptly,
-    every time, because a full table evicts the flooders' oldest handshakes for it."""
+    every time, because a full table evicts the flooders' oldest handshakes for it. Under
+    a connection cap below 64 (a small pids limit) the flooders evict each other without
+    pause: that churn once made the per-peer counts drift until the key holder was evicted."""
     from distproc.client import broker, connect, forget
 
-    master = procs.master("--refusal-log-interval", "0")
+    master = procs.master("--refusal-log-interval", "0", *cap)
     took = []
     with _Squat(procs.port, [f"127.0.0.{i}" for i in range(2, 6)], per_ip=16) as squat:
         time.sleep(0.5)  # all 64 accepted and pending
@@ -633,3 +636,28 @@ def test_served_connections_have_keepalive_and_a_send_timeout() -> None:
             tv = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.calcsize("ll"))
             assert struct.unpack("ll", tv) == (2, 500_000)
             assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == bytes(16)
+
+
+def test_a_handshake_dropped_twice_counts_its_peer_down_once() -> None:
+    """An evicted handshake whose event came in the same select round was stepped after its
+    drop and counted its peer down a second time: the per-peer counts drifted below the
+    table, until a key holder with one pending handshake held "the most slots" and was
+    evicted by the squat (a CI failure of the test above). Step a dropped handshake, as that
+    round did: the counts must still add up to the table."""
+    from distproc import server
+
+    srv = server.GuardedServer({}, ("127.0.0.1", 0), b"key")
+    clients = [socket.create_connection(srv.address, timeout=5) for _ in range(3)]
+    try:
+        with selectors.DefaultSelector() as sel:
+            for _ in clients:
+                sock, addr = srv._lsock.accept()
+                srv._admit(sel, sock, (addr[0], addr[1]))
+            first = next(iter(srv._pending.values()))
+            srv._drop(sel, first, None)  # evicted ...
+            srv._step(sel, first, selectors.EVENT_READ)  # ... then its stale event
+            assert sum(srv._per_peer.values()) == len(srv._pending) == 2, srv._per_peer
+    finally:
+        for c in clients:
+            c.close()
+        srv.listener.close()
