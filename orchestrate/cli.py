@@ -96,7 +96,7 @@ def _backend(cluster: Cluster | None) -> Backend:
 
     if cluster is None:
         return make_backend()
-    return make_backend(getattr(cluster, "backend", "local"), cluster)
+    return make_backend(cluster.backend, cluster)
 
 
 def _named(args: argparse.Namespace, attr: str = "name") -> tuple[str, Backend]:
