@@ -13,7 +13,7 @@ MANAGED = f"{PREFIX}.managed"
 CLUSTER = f"{PREFIX}.cluster"
 #: The id of the ``up`` that created the object.
 RUN = f"{PREFIX}.run"
-#: master, worker, probe, network, image or base-image.
+#: master, worker, probe, network, secret, image or base-image.
 ROLE = f"{PREFIX}.role"
 #: A worker's group name.
 GROUP = f"{PREFIX}.group"
@@ -34,6 +34,10 @@ TEST = f"{PREFIX}.test"
 PORT = f"{PREFIX}.port"
 AUTHKEY_FILE = f"{PREFIX}.authkey_file"
 
+#: On every swarm node distproc provisioned: the host's name in ``hosts:``, which placement
+#: constraints name (``node.labels.io.distproc.host == tb-2``).
+HOST = f"{PREFIX}.host"
+
 _BY_NAME = {
     n.lower(): v
     for n, v in dict(globals()).items()
@@ -46,6 +50,7 @@ ROLE_PROBE = "probe"
 ROLE_NETWORK = "network"
 ROLE_IMAGE = "image"
 ROLE_BASE = "base-image"
+ROLE_SECRET = "secret"
 
 
 def for_cluster(cluster: str, run: str, role: str, **extra: str) -> dict[str, str]:

@@ -3,6 +3,8 @@
 from .checks import Issue, topology_problems, topology_warnings
 from .errors import ConfigError, OrchestrateError, Problem, format_path
 from .hosts import (
+    SWARM_ADDRESS_POOL,
+    SWARM_POOL_SUBNET_SIZE,
     TESTBED_ENGINE_POOLS,
     TESTBED_HOSTS_FILE,
     TESTBED_LAN,
@@ -30,6 +32,8 @@ from .topology import (
 
 __all__ = [
     "SCHEMA_FILE",
+    "SWARM_ADDRESS_POOL",
+    "SWARM_POOL_SUBNET_SIZE",
     "TESTBED_ENGINE_POOLS",
     "TESTBED_HOSTS_FILE",
     "TESTBED_LAN",

@@ -38,6 +38,13 @@ TESTBED_LAN, *_POOLS = TESTBED_RESERVED.subnets(new_prefix=24)
 #: swarm --default-addr-pool.
 TESTBED_ENGINE_POOLS: tuple[ipaddress.IPv4Network, ...] = tuple(_POOLS)
 
+#: Swarm's ``--default-addr-pool`` when distproc forms a swarm (the ingress network, and any
+#: overlay given no subnet), in /24s: inside the reservation, so nothing Swarm allocates
+#: leaves 198.18.0.0/15 (198.18.65.0/24-198.18.67.0/24 are the test machines' own engines').
+SWARM_ADDRESS_POOL = ipaddress.IPv4Network("198.18.68.0/22")
+SWARM_POOL_SUBNET_SIZE = 24
+assert SWARM_ADDRESS_POOL.subnet_of(TESTBED_RESERVED)
+
 #: Where ``orchestrate testbed up`` writes its hosts file (with its key and known_hosts),
 #: relative to the directory orchestrate runs in; examples/swarm.yaml includes it.
 TESTBED_DIR = PurePath(".cluster", "testbed")
