@@ -279,11 +279,48 @@ def isolation(probe: ExecResult) -> CheckDict:
     return check("isolation", verdict(ok), f"probe on {probe.stderr or 'another network'}: {text}")
 
 
+def results_crossed_machines(report: Report, inv: Inventory) -> CheckDict:
+    """Results arrived from workers on other machines than the master's: each peer IP belongs
+    to a task the engine places on a node, and that node is not the master's. Skipped on
+    one machine (the local backend), where nothing can cross machines."""
+    machines = {n.name for n in inv.nodes}
+    if len(machines) < 2:
+        return check(
+            "results_crossed_machines", "skipped",
+            f"one machine ({', '.join(sorted(machines)) or 'unknown'}): nothing crosses machines",
+        )  # fmt: skip
+    if inv.master is None or not inv.master.node:
+        return check("results_crossed_machines", "fail", "the master's node is unknown")
+    if not report.results_by_peer:
+        return check("results_crossed_machines", "skipped", "no results to judge")
+    per_node: dict[str, int] = defaultdict(int)
+    bad = []
+    for ip, n in _by_address(report):
+        owner = inv.owner_of(ip) if ip else None
+        if owner is None or not owner.node:
+            bad.append(f"{ip or '?'} (no task on a known node) {n}")
+        elif owner.node == inv.master.node:
+            bad.append(f"{ip} ({owner.name} on the master's node {owner.node}) {n}")
+        else:
+            per_node[owner.node] += n
+    crossed = sum(per_node.values())
+    evidence = (
+        f"{crossed}/{report.totals.ok} results from "
+        f"{plural(len(per_node), 'other machine')} than the master's ({inv.master.node}): "
+        + ", ".join(f"{node} {n}" for node, n in sorted(per_node.items()))
+    )
+    if bad:
+        evidence += "; not across machines: " + ", ".join(bad)
+    ok = not bad and crossed == report.totals.ok and crossed > 0
+    return check("results_crossed_machines", verdict(ok), evidence)
+
+
 def job_checks(report: Report, inv: Inventory, expected: list[str]) -> list[CheckDict]:
     """The checks that read a job's report against the engine's inventory."""
     return [
         tasks_answered_once(report),
         every_worker_contributed(report, inv, expected),
         results_crossed_the_network(report, inv),
+        results_crossed_machines(report, inv),
         separate_network_namespaces(report, inv),
     ]

@@ -88,8 +88,10 @@ class FakeBackend(Backend):
         cpus: int = 2,
         memory: int = 8 * GIB,
         refuse: tuple[str, str] | None = None,
+        place: Callable[[str], str] | None = None,
     ) -> None:
         self.nodes = nodes
+        self.place = place  # container name -> node; by default the nodes in turn
         self.limits = EngineLimits(cpus=cpus, memory=memory)
         self.refuse = refuse  # (object name, the engine's words) that create() refuses
         self.objects: dict[str, FakeObject] = {}
@@ -189,7 +191,7 @@ class FakeBackend(Backend):
                 networks=list(networks),
                 addresses=addresses,
                 sandbox=f"net:[{next(self._sandboxes)}]",
-                node=next(self._node_turn),
+                node=self.place(name) if self.place else next(self._node_turn),
                 command=command,
                 env={"DISTPROC_AUTHKEY_FILE": KEY_PATH},
             )

@@ -42,21 +42,45 @@ def _checks(outcome: object) -> dict[str, str]:
     return {c["name"]: c["status"] for c in outcome.checks}  # type: ignore[attr-defined]
 
 
+def _master_alone(name: str) -> str:
+    """The master on m1, every worker on m2 or m3."""
+    return "m1" if name.endswith("-master") else ("m2" if name[-1] in "02468" else "m3")
+
+
 def test_up_runs_the_default_file_and_every_check_passes() -> None:
-    """The repository's cluster.yaml, as `make cluster-up` runs it, on two fake machines."""
-    backend = FakeBackend(nodes=("m1", "m2"))
+    """The repository's cluster.yaml, as `make cluster-up` runs it, on three fake machines,
+    the master alone on its own."""
+    backend = FakeBackend(nodes=("m1", "m2", "m3"), place=_master_alone)
     outcome = _run(load_cluster(REPO / "cluster.yaml"), backend).up()
     assert outcome.ok, outcome.checks
-    assert set(_checks(outcome)) == {
-        "workers_connected", "tasks_answered_once", "every_worker_contributed",
-        "results_crossed_the_network", "separate_network_namespaces", "isolation",
-    }  # fmt: skip
+    assert _checks(outcome) == dict.fromkeys(
+        ["workers_connected", "tasks_answered_once", "every_worker_contributed",
+         "results_crossed_the_network", "results_crossed_machines",
+         "separate_network_namespaces", "isolation"], "pass",
+    )  # fmt: skip
     assert outcome.job_report is not None and outcome.job_report.totals.ok == 400
     # the master was reached through control(), with the address the backend added
     assert all(argv[1:3] == ["--master", "127.0.0.1:5000"] for argv in backend.controls)
     status = outcome.inventory.as_status()  # type: ignore[union-attr]
-    assert status["backend"] == "fake" and [n["name"] for n in status["nodes"]] == ["m1", "m2"]
-    assert {w["node"] for w in status["workers"]} == {"m1", "m2"}
+    assert status["backend"] == "fake"
+    assert [n["name"] for n in status["nodes"]] == ["m1", "m2", "m3"]
+    assert {w["node"] for w in status["workers"]} == {"m2", "m3"}
+    assert status["master"]["node"] == "m1"
+
+
+def test_results_from_the_masters_machine_fail_results_crossed_machines() -> None:
+    """Two machines, the nodes in turn: two workers share the master's machine."""
+    outcome = _run(load_cluster(REPO / "cluster.yaml"), FakeBackend(nodes=("m1", "m2"))).up()
+    crossed = next(c for c in outcome.checks if c["name"] == "results_crossed_machines")
+    assert crossed["status"] == "fail"
+    assert "on the master's node m1" in crossed["evidence"]
+
+
+def test_on_one_machine_results_crossed_machines_is_skipped() -> None:
+    outcome = _run(load_cluster(REPO / "cluster.yaml"), FakeBackend()).up()
+    crossed = next(c for c in outcome.checks if c["name"] == "results_crossed_machines")
+    assert crossed["status"] == "skipped" and "one machine" in crossed["evidence"]
+    assert outcome.ok
 
 
 def test_the_key_is_delivered_as_a_secret_never_in_a_command_or_env_value(tmp_path: Path) -> None:

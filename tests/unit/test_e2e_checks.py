@@ -13,7 +13,7 @@ from distproc.report import Check, Report, build
 from distproc.spec import JobSpec
 
 from orchestrate import checks
-from orchestrate.backends.base import ContainerInfo, ExecResult, Inventory, NetworkInfo
+from orchestrate.backends.base import ContainerInfo, ExecResult, Inventory, NetworkInfo, NodeInfo
 from orchestrate.cluster import parse_report
 
 
@@ -100,8 +100,10 @@ def test_good_evidence_passes_every_check() -> None:
         ("tasks_answered_once", True),
         ("every_worker_contributed", True),
         ("results_crossed_the_network", True),
+        ("results_crossed_machines", True),  # skipped: one machine
         ("separate_network_namespaces", True),
     ]
+    assert results[3]["status"] == "skipped"
     crossed = results[2]["evidence"]
     assert "10/10 results" in crossed and "198.18.1.3 (c-a-0 on net-a) 6" in crossed
 
@@ -199,7 +201,19 @@ def _on_machines(master: str, a0: str, b0: str) -> Inventory:
     inv = copy.deepcopy(inventory())
     assert inv.master is not None
     inv.master.node, inv.workers[0].node, inv.workers[1].node = master, a0, b0
+    inv.nodes = [NodeInfo(n) for n in sorted({master, a0, b0})]
     return inv
+
+
+def test_results_cross_machines_only_from_other_nodes_than_the_masters() -> None:
+    c = checks.results_crossed_machines(report(), _on_machines("m1", "m2", "m3"))
+    assert c["status"] == "pass" and "10/10 results from 2 other machines" in c["evidence"]
+    c = checks.results_crossed_machines(report(), _on_machines("m1", "m1", "m3"))
+    assert c["status"] == "fail" and "198.18.1.3 (c-a-0 on the master's node m1) 6" in c["evidence"]
+    rep = report()
+    rep.results_by_peer["198.18.9.9"] = 1  # from no task the engine knows
+    c = checks.results_crossed_machines(rep, _on_machines("m1", "m2", "m3"))
+    assert c["status"] == "fail" and "198.18.9.9 (no task on a known node)" in c["evidence"]
 
 
 def test_a_namespace_is_the_same_only_on_the_same_machine() -> None:
@@ -262,7 +276,8 @@ def test_check_has_one_shape_and_ok_means_not_failed() -> None:
 
 
 def test_good_and_bad_evidence_say_pass_and_fail() -> None:
-    assert {c["status"] for c in checks.job_checks(report(), inventory(), EXPECTED)} == {"pass"}
+    on_three = _on_machines("m1", "m2", "m3")
+    assert {c["status"] for c in checks.job_checks(report(), on_three, EXPECTED)} == {"pass"}
     rep = report()
     rep.totals.ok = 9
     assert checks.tasks_answered_once(rep)["status"] == "fail"
