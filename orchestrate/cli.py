@@ -396,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_option(p)
     p.add_argument("--svg", metavar="FILE", help="also write an SVG (needs Graphviz)")
     p.set_defaults(func=cmd_graph)
+
+    from .testbed.cli import register as register_testbed
+
+    register_testbed(commands)
     for sub in commands.choices.values():  # one flag, on every command
         sub.add_argument(
             "-v", "--verbose", action="store_true", help="show the engine's raw errors"
