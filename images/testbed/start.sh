@@ -16,6 +16,17 @@ for m in $(awk '$2 ~ "^/sys/fs/cgroup" { print $2 }' /proc/self/mounts); do
   mount -o remount,bind,rw "$m"
 done
 
+# cgroup v2 (GitHub's runners; this build machine has v1, so it does not run this): move
+# this machine's processes out of its root cgroup, so that dockerd may enable controllers
+# for its containers below it (what moby's hack/dind does).
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  mkdir -p /sys/fs/cgroup/init
+  xargs -rn1 < /sys/fs/cgroup/cgroup.procs > /sys/fs/cgroup/init/cgroup.procs 2>/dev/null || :
+  sed -e 's/ / +/g' -e 's/^/+/' < /sys/fs/cgroup/cgroup.controllers \
+    > /sys/fs/cgroup/cgroup.subtree_control \
+    || echo "testbed-start: cannot delegate the cgroup v2 controllers" >&2
+fi
+
 mkdir -p /run/sshd
 /usr/sbin/sshd -e
 exec /usr/sbin/dockerd --config-file /etc/docker/daemon.json

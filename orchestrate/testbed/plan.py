@@ -51,7 +51,7 @@ MACHINE_PREFIX = "tb-"
 VOLUME_SUFFIX = "-docker"
 
 DEFAULT_HOSTS = 3
-#: An idle machine costs about 115 MiB and a share of 2 cores; past this many, machines only
+#: An idle machine costs about 35 MiB (measured: docker stats) and a share of 2 cores; past this many, machines only
 #: wait for each other (and the LAN /24 would hold 244).
 MAX_HOSTS = 16
 
