@@ -51,8 +51,8 @@ MACHINE_PREFIX = "tb-"
 VOLUME_SUFFIX = "-docker"
 
 DEFAULT_HOSTS = 3
-#: An idle machine costs about 35 MiB (measured: docker stats) and a share of 2 cores; past this many, machines only
-#: wait for each other (and the LAN /24 would hold 244).
+#: An idle machine costs about 35 MiB (measured: docker stats) and a share of the 2 cores;
+#: past this many, machines only wait for each other (the LAN /24 would hold 244).
 MAX_HOSTS = 16
 
 #: How long each machine's inner engine, then its sshd, may take to answer after its start

@@ -267,3 +267,16 @@ def test_down_leaves_nothing_labelled_and_no_state_file(bed: Bed) -> None:
     assert not bed.dir.exists(), list(bed.dir.rglob("*"))
     again = bed.cli("down")
     assert again.returncode == 0 and "nothing to remove" in again.stderr, again.stderr
+
+
+def test_a_name_held_by_something_else_is_refused_before_anything_is_made(bed: Bed) -> None:
+    client = docker.from_env()
+    volume = client.volumes.create("tb-2-docker", labels={labels.TEST: "e2e"})
+    try:
+        res = bed.cli("up", "--hosts", "2")
+        assert res.returncode == 1, res.stderr
+        assert "a volume named tb-2-docker exists and is not the test bed's" in res.stderr
+        assert _labelled(client) == []
+        assert not bed.dir.exists()
+    finally:
+        volume.remove(force=True)
