@@ -1,6 +1,6 @@
 """The test bed's parts that need no engine: the address plan, what ``up`` changes, the hosts
 file, the keys and known_hosts, the ssh config and its wrapper, the state directory, the
-machine image's recipe and debootstrap's progress. (tests/e2e/test_testbed.py brings the
+machine image's recipe and debootstrap's progress. (tests/e2e/test_testbed_up.py brings the
 machines up for real.)"""
 
 from __future__ import annotations
