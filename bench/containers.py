@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from orchestrate.backends.docker_local import DockerBackend
+from orchestrate.backends import make_backend
+from orchestrate.backends.base import Backend
 from orchestrate.cluster import ClusterRun
 from orchestrate.events import NullEvents
 from orchestrate.model import Cluster
@@ -69,7 +70,7 @@ def _median_rate(runner: ClusterRun, overrides: dict[str, Any], repeat: int) -> 
 
 def tiny_tasks(log: Callable[[str], None], repeat: int = 3, tasks: int = TINY_TASKS) -> dict:
     """Classic vs leased across containers, 1 and 2 workers, on the same master."""
-    backend = DockerBackend()
+    backend = make_backend()
     out: dict[str, Any] = {}
     shapes = {1: [("a", 1, "net-a")], 2: [("a", 1, "net-a"), ("b", 1, "net-b")]}
     for n, groups in shapes.items():
@@ -87,23 +88,15 @@ def tiny_tasks(log: Callable[[str], None], repeat: int = 3, tasks: int = TINY_TA
     return out
 
 
-def _memory_mib(backend: DockerBackend, cluster: str) -> list[float]:
-    from orchestrate import labels
-
-    flt = labels.cluster_filter(cluster)
-    flt["label"].append(f"{labels.ROLE}={labels.ROLE_WORKER}")
-    out = []
-    for c in backend.client.containers.list(filters=flt):
-        stats = c.stats(stream=False)
-        mem = stats.get("memory_stats", {})
-        usage = mem.get("usage", 0) - mem.get("stats", {}).get("cache", 0)
-        out.append(usage / 2**20)
-    return out
+def _memory_mib(backend: Backend, cluster: str) -> list[float]:
+    """MiB each worker container uses now."""
+    workers = {w.name for w in backend.inventory(cluster).workers}
+    return [b / 2**20 for name, b in backend.memory_usage(cluster).items() if name in workers]
 
 
 def time_to_ready(log: Callable[[str], None], sizes: tuple[int, ...] = (1, 8, 32, 64)) -> dict:
     """Seconds from the first container start until every worker is connected."""
-    backend = DockerBackend()
+    backend = make_backend()
     out: dict[str, Any] = {}
     for n in sizes:
         cluster = _cluster(f"bench-ready-{n}", [("w", n, "net-a")], cpus=0.25)
@@ -142,7 +135,7 @@ def time_to_ready(log: Callable[[str], None], sizes: tuple[int, ...] = (1, 8, 32
 def engine_problem() -> str | None:
     """Why there is no usable Docker engine, or None."""
     try:
-        DockerBackend()
+        make_backend()
     except Exception as exc:  # any failure to reach the engine
         return str(exc)
     return None

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from distproc.report import SKIPPED, Check, Report, Status
+from distproc.report import SKIPPED, Check, Report, Status, WorkerShare
 from distproc.text import ip_key, ip_sorted, plural
 
 from .backends.base import ContainerInfo, ExecResult, Inventory
@@ -203,22 +203,41 @@ def _claims_mismatch(report: Report) -> list[str]:
     return out
 
 
+def _node_of(worker: WorkerShare, inv: Inventory) -> str:
+    """The machine a reporting worker ran on: the container the backend gave its name, or
+    else the one holding an address its results came from ("" when unknown)."""
+    name = worker.identity.get("name")
+    for c in [*inv.workers, *inv.others]:
+        if name and c.identity == name:
+            return c.node
+    for ip in worker.peers:
+        if (owner := inv.owner_of(ip)) is not None:
+            return owner.node
+    return ""
+
+
 def separate_network_namespaces(report: Report, inv: Inventory) -> CheckDict:
-    """Each worker runs in a network namespace of its own, not the master's."""
+    """Each worker runs in a network namespace of its own, not the master's.
+
+    Namespace ids (``net:[inode]``, the engine's sandbox) are unique on one kernel only: two
+    machines can hand out the same one. So a namespace is ``(node, id)``, and two processes
+    share one only when both parts are equal."""
+    master_node = inv.master.node if inv.master else ""
     master_ns = report.master.get("netns", "")
     same = []
     claimed = []
     for w in report.workers:
         ns = w.identity.get("netns")
         if ns:
-            claimed.append(ns)
-            if ns == master_ns:
+            key = (_node_of(w, inv), ns)
+            claimed.append(key)
+            if key == (master_node, master_ns):
                 same.append(w.id)
-    sandboxes: dict[str, list[str]] = defaultdict(list)
+    sandboxes: dict[tuple[str, str], list[str]] = defaultdict(list)
     containers: list[ContainerInfo] = [*([inv.master] if inv.master else []), *inv.workers]
     for c in containers:
-        sandboxes[c.sandbox].append(c.name)
-    shared = [names for key, names in sandboxes.items() if key and len(names) > 1]
+        sandboxes[(c.node, c.sandbox)].append(c.name)
+    shared = [names for (_, box), names in sandboxes.items() if box and len(names) > 1]
     if not claimed and not inv.workers:
         return check(
             "separate_network_namespaces",
@@ -226,11 +245,14 @@ def separate_network_namespaces(report: Report, inv: Inventory) -> CheckDict:
             "no workers to compare with the master: none reported a namespace and the "
             "cluster has no worker containers",
         )
+    nodes = {node for node, _ in [*claimed, *sandboxes] if node}
     evidence = (
         f"master {master_ns}; {plural(len(set(claimed)), 'distinct worker namespace')} "
         f"reported by {plural(len(claimed), 'worker')}; "
         f"{plural(len(sandboxes), 'engine sandbox')} for {plural(len(containers), 'container')}"
     )
+    if len(nodes) > 1:
+        evidence += f" on {plural(len(nodes), 'machine')}"
     if same:
         evidence += f"; in the master's namespace: {', '.join(same)}"
     if shared:

@@ -29,6 +29,7 @@ from .model import (
 from .ui import ConsoleEvents, make_console, print_checks, print_summary, print_tasks_not_ok
 
 if TYPE_CHECKING:
+    from .backends.base import Backend
     from .cluster import ClusterRun, Outcome
     from .model import Cluster
 
@@ -88,14 +89,30 @@ def _load(args: argparse.Namespace) -> Cluster:
     return cluster
 
 
+def _backend(cluster: Cluster | None) -> Backend:
+    """The backend the file names (``backend:``), or the local one for a cluster known only
+    by ``--name`` (imported late: validate needs no Docker)."""
+    from .backends import make_backend
+
+    if cluster is None:
+        return make_backend()
+    return make_backend(cluster.backend, cluster)
+
+
+def _named(args: argparse.Namespace, attr: str = "name") -> tuple[str, Backend]:
+    """The cluster a command on names (``--name``, else the file's) and its backend."""
+    name = getattr(args, attr)
+    cluster = None if name else _load(args)
+    return name or cluster.name, _backend(cluster)
+
+
 def _runner(args: argparse.Namespace, cluster: Cluster | None = None) -> ClusterRun:
-    """The cluster on the local Docker engine (imported late: validate needs no Docker)."""
-    from .backends.docker_local import DockerBackend
+    """The file's cluster on its backend."""
     from .cluster import ClusterRun
 
     cluster = cluster or _load(args)
     events = ConsoleEvents()
-    return ClusterRun(cluster, DockerBackend(), events, Path(args.file).parent, args.file)
+    return ClusterRun(cluster, _backend(cluster), events, Path(args.file).parent, args.file)
 
 
 def _err() -> Console:
@@ -150,21 +167,18 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Remove every labelled object of the cluster (idempotent)."""
-    from .backends.docker_local import DockerBackend
     from .events import NullEvents
 
-    name = args.name or _load(args).name
-    removed = DockerBackend().sweep(name, NullEvents())
+    name, backend = _named(args)
+    removed = backend.sweep(name, NullEvents())
     print(f"cluster {name!r}: removed {plural(removed, 'object')}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """What of the cluster runs now: networks, master, workers, images, the key file."""
-    from .backends.docker_local import DockerBackend
-
-    name = args.name or _load(args).name
-    inv = DockerBackend().inventory(name)
+    name, backend = _named(args)
+    inv = backend.inventory(name)
     doc = inv.as_status()
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -187,15 +201,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(table)
     for n in inv.networks:
         console.print(
-            f"network {n.name}: {n.docker_name} {n.subnet}" + (" internal" if n.internal else "")
+            f"network {n.name}: {n.engine_name} {n.subnet}" + (" internal" if n.internal else "")
         )
     return EXIT_OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """Container logs: one container (by name or short name), or all of them."""
-    from .backends.docker_local import DockerBackend
-
     if args.follow and not args.container:
         raise UsageError("logs --follow follows one container: name it (`logs -F alpha-0`)")
     if not (args.container or args.name_cluster or Path(args.file).exists()):
@@ -203,8 +215,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.file}: no such cluster file ({FOLLOW_HINT}: `logs -F {args.file}`)"
         )
-    name = args.name_cluster or _load(args).name
-    for line in DockerBackend().logs(name, args.container, args.follow):
+    name, backend = _named(args, "name_cluster")
+    for line in backend.logs(name, args.container, args.follow):
         sys.stdout.write(line)
         sys.stdout.flush()
     return EXIT_OK
@@ -397,8 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--svg", metavar="FILE", help="also write an SVG (needs Graphviz)")
     p.set_defaults(func=cmd_graph)
 
+    from .hosts.cli import register as register_hosts
     from .testbed.cli import register as register_testbed
 
+    register_hosts(commands)
     register_testbed(commands)
     for sub in commands.choices.values():  # one flag, on every command
         sub.add_argument(

@@ -134,10 +134,6 @@ class ClusterRun:
         self.source = source  # the cluster file, for the commands we suggest
         self.images: Images | None = None
 
-    @property
-    def _master_addr(self) -> str:
-        return f"127.0.0.1:{self.cluster.master.port}"
-
     # -- bring-up ----------------------------------------------------------------------------
     def up(
         self, run_job: bool = True, ready_timeout: float = 90.0, job_timeout: float = 900.0
@@ -192,12 +188,12 @@ class ClusterRun:
         """Until every worker that can reach the master has connected with the authkey
         (bounded). A worker that shares no network with the master is known not to connect
         before any waiting: it fails at once, with that reason, and nobody waits for it."""
-        expected = self.cluster.worker_names()
+        expected = self.backend.worker_names(self.cluster)
+        off = {g.name for g in self.cluster.groups_off_master_networks()}
         cut = {
-            slot.name: "shares no network with the master"
-            for group in self.cluster.groups_off_master_networks()
-            for slot in self.cluster.iter_workers()
-            if slot.group == group
+            name: "shares no network with the master"
+            for slot, name in zip(self.cluster.iter_workers(), expected, strict=True)
+            if slot.group.name in off
         }
         waiting = [n for n in expected if n not in cut]
         self.events.step(
@@ -211,7 +207,7 @@ class ClusterRun:
             status = self._status()
             if status is not None:
                 connected = {
-                    w["identity"].get("hostname", "") for w in status["workers"] if w["connected"]
+                    w["identity"].get("name", "") for w in status["workers"] if w["connected"]
                 } & set(waiting)
             self.events.progress("ready", len(connected), len(waiting), "workers connected")
             if len(connected) == len(waiting) or time.monotonic() - t0 > timeout:
@@ -220,9 +216,7 @@ class ClusterRun:
         return e2e.workers_connected(expected, connected, time.monotonic() - t0, cut)
 
     def _status(self) -> dict[str, Any] | None:
-        res = self.backend.exec_master(
-            self.cluster.name, ["status", "--master", self._master_addr, "--connect-timeout", "2"]
-        )
+        res = self.backend.control(self.cluster.name, ["status", "--connect-timeout", "2"])
         if res.exit_code != 0:
             return None
         return json.loads(res.stdout)
@@ -253,13 +247,13 @@ class ClusterRun:
         self.events.step(
             f"running the job: {plural(spec['tasks'], spec['kind'] + ' task')} ({spec['protocol']})"
         )
-        argv = ["submit", "--master", self._master_addr, "--progress", "json"]
+        argv = ["submit", "--progress", "json"]
         argv += ["--timeout", str(timeout), *spec_argv(spec)]
         try:
-            res = self.backend.exec_master(self.cluster.name, argv, self._on_job_line)
+            res = self.backend.control(self.cluster.name, argv, self._on_job_line)
         except KeyboardInterrupt:  # don't leave the job running on the master
             self.events.warn("interrupted: cancelling the job on the master")
-            self.backend.exec_master(self.cluster.name, ["cancel", "--master", self._master_addr])
+            self.backend.control(self.cluster.name, ["cancel"])
             raise
         if res.exit_code not in (0, 3) or not res.stdout.strip():
             raise JobFailed(
@@ -269,7 +263,7 @@ class ClusterRun:
         save_report(self.cluster.name, report.to_dict())
         # a worker that stopped during the job keeps the addresses its results came from
         inv = self.backend.inventory(self.cluster.name).remember(before)
-        checks = e2e.job_checks(report, inv, self.cluster.worker_names())
+        checks = e2e.job_checks(report, inv, self.backend.worker_names(self.cluster))
         return Outcome(checks, report, inv, run=inv.run or before.run, job_ran=True)
 
     def _on_job_line(self, line: str) -> None:
@@ -297,13 +291,17 @@ class ClusterRun:
         self.images = Images(running.images.get("master", ""), running.images.get("worker", ""))
         out = Outcome(run=running.run)
         out.checks.append(self.wait_ready(ready_timeout))
-        res = self.backend.exec_master(self.cluster.name, ["report", "--master", self._master_addr])
+        res = self.backend.control(self.cluster.name, ["report"])
         if res.exit_code in (0, 3) and res.stdout.strip():
             self.events.step("checking the last job's report against the engine")
             report = parse_report(res.stdout)
             inv = self.backend.inventory(self.cluster.name)
             out.absorb(
-                Outcome(e2e.job_checks(report, inv, self.cluster.worker_names()), report, inv)
+                Outcome(
+                    e2e.job_checks(report, inv, self.backend.worker_names(self.cluster)),
+                    report,
+                    inv,
+                )
             )
         else:
             self.events.info("no job has run on this cluster yet: running the one in the file")

@@ -13,7 +13,7 @@ MANAGED = f"{PREFIX}.managed"
 CLUSTER = f"{PREFIX}.cluster"
 #: The id of the ``up`` that created the object.
 RUN = f"{PREFIX}.run"
-#: master, worker, probe, network, image or base-image.
+#: master, worker, probe, network, secret, image or base-image.
 ROLE = f"{PREFIX}.role"
 #: A worker's group name.
 GROUP = f"{PREFIX}.group"
@@ -39,6 +39,10 @@ TESTBED = f"{PREFIX}.testbed"
 #: A test bed machine's name (its container and its volume): tb-1, tb-2...
 MACHINE = f"{PREFIX}.machine"
 
+#: On every swarm node distproc provisioned: the host's name in ``hosts:``, which placement
+#: constraints name (``node.labels.io.distproc.host == tb-2``).
+HOST = f"{PREFIX}.host"
+
 _BY_NAME = {
     n.lower(): v
     for n, v in dict(globals()).items()
@@ -51,6 +55,7 @@ ROLE_PROBE = "probe"
 ROLE_NETWORK = "network"
 ROLE_IMAGE = "image"
 ROLE_BASE = "base-image"
+ROLE_SECRET = "secret"
 ROLE_TESTBED_MACHINE = "testbed-machine"
 ROLE_TESTBED_NETWORK = "testbed-network"
 ROLE_TESTBED_VOLUME = "testbed-volume"

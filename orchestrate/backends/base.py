@@ -1,7 +1,11 @@
-"""The one interface a backend implements (local Docker now; Swarm next), and what it returns.
+"""The one interface every backend implements (local Docker, Docker Swarm), and what it returns.
 
 Like Kathara's ``IManager``: everything above this line is engine-neutral, and a backend
-realises a ``Cluster`` (the model) on its engine.
+realises a ``Cluster`` (the model) on its engine. Nothing here names an engine's own
+concepts: a container is where a process runs, a node is the machine it runs on, the
+authkey is a secret the backend delivers, and the master is reached through ``control``,
+wherever the backend runs that. ``make_backend`` (in ``orchestrate.backends``) is the one
+place that picks an implementation.
 """
 
 from __future__ import annotations
@@ -9,12 +13,22 @@ from __future__ import annotations
 import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..events import Events
-from ..model import Cluster
+from ..model import Cluster, OrchestrateError
+
+
+class EngineError(OrchestrateError):
+    """The engine is missing or refused something; ``raw`` is the engine's own text (shown
+    with ``--verbose``), empty when the message is already all there is. Every ``Backend``
+    method raises this, and only this, for a failure of the engine or of reaching it."""
+
+    def __init__(self, message: str, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
 
 
 @dataclass
@@ -26,15 +40,21 @@ class ContainerInfo:
     role: str  # master, worker, probe, or "" for a container we did not create
     state: str
     addresses: dict[str, str] = field(default_factory=dict)  # cluster network -> IPv4
-    sandbox: str = ""  # the engine's network-namespace id
+    #: the engine's network-namespace id: unique on one machine only, so it is compared
+    #: together with ``node`` (namespace ids are per kernel)
+    sandbox: str = ""
     group: str = ""
     managed: bool = True
+    node: str = ""  # the machine it runs on, as the backend names it (``NodeInfo.name``)
+    #: the name its worker reports (``hello``'s identity) when the backend gave it one
+    identity: str = ""
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "container": self.name,
             "addresses": self.addresses,
             "state": self.state,
+            "node": self.node,
         }
         if self.role == "worker":
             out["group"] = self.group
@@ -42,11 +62,24 @@ class ContainerInfo:
 
 
 @dataclass
+class NodeInfo:
+    """A machine the cluster runs on: the local engine's, or a swarm node."""
+
+    name: str
+    address: str = ""
+    role: str = ""  # "local", or a swarm node's "manager" / "worker"
+    state: str = ""  # "ready", "down", ...
+
+    def as_json(self) -> dict[str, str]:
+        return {"name": self.name, "address": self.address, "role": self.role, "state": self.state}
+
+
+@dataclass
 class NetworkInfo:
     """A cluster network: its name in cluster.yaml and on the engine."""
 
     name: str
-    docker_name: str
+    engine_name: str  # its name on the engine (prefixed with the cluster's)
     subnet: str
     id: str = ""
     internal: bool = True
@@ -58,6 +91,8 @@ class Inventory:
 
     cluster: str
     run: str = ""
+    backend: str = "local"  # ``Backend.kind`` of what made it
+    nodes: list[NodeInfo] = field(default_factory=list)
     networks: list[NetworkInfo] = field(default_factory=list)
     master: ContainerInfo | None = None
     workers: list[ContainerInfo] = field(default_factory=list)
@@ -77,9 +112,7 @@ class Inventory:
         for c in [*earlier.workers, *earlier.others]:
             current = now.get(c.name)
             if current is None:
-                gone = ContainerInfo(
-                    c.name, c.id, c.role, "gone", dict(c.addresses), c.sandbox, c.group, c.managed
-                )
+                gone = replace(c, state="gone", addresses=dict(c.addresses))
                 (self.workers if c.managed else self.others).append(gone)
             elif not current.addresses:  # stopped: the engine forgot its addresses
                 current.addresses = dict(c.addresses)
@@ -108,8 +141,10 @@ class Inventory:
         return {
             "cluster": self.cluster,
             "run": self.run,
+            "backend": self.backend,
+            "nodes": [n.as_json() for n in self.nodes],
             "networks": [
-                {"name": n.name, "docker_name": n.docker_name, "subnet": n.subnet}
+                {"name": n.name, "engine_name": n.engine_name, "subnet": n.subnet}
                 for n in self.networks
             ],
             "master": None
@@ -119,6 +154,7 @@ class Inventory:
                 "addresses": self.master.addresses,
                 "port": self.port,
                 "state": self.master.state,
+                "node": self.master.node,
             },
             "workers": [w.as_json() for w in self.workers],
             "images": {"master": "", "worker": "", **self.images},
@@ -153,18 +189,25 @@ class EngineLimits:
 
 
 class Backend(ABC):
-    """Realises a cluster on an engine. Every object it creates carries the cluster's labels."""
+    """Realises a cluster on an engine. Every object it creates carries the cluster's labels
+    (``orchestrate.labels``), and is found and removed by them. Every method raises
+    ``EngineError`` (one plain line) when the engine fails or cannot be reached, and nothing
+    else for that; a method that cannot work on a cluster in the state it finds says so with
+    ``EngineError`` too."""
+
+    #: what ``backend:`` in cluster.yaml names this implementation ("local", "swarm")
+    kind: ClassVar[str]
 
     @abstractmethod
     def build_images(self, cluster: Cluster, events: Events) -> Images:
-        """Build (or find cached) images for the cluster."""
+        """Build (or find cached) images for the cluster, and make them available wherever
+        its containers will run (for Swarm: on every node that lacks them)."""
 
     @abstractmethod
     def engine_limits(self) -> EngineLimits:
         """What one container may ask of the engine, asked before anything is created, so
         that a limit the engine would refuse is a config error naming the field, not an
-        engine error halfway through ``create``. Raises ``EngineError`` (a plain line) when
-        the engine cannot be asked."""
+        engine error halfway through ``create``."""
 
     @abstractmethod
     def sweep(self, cluster_name: str, events: Events, run: str | None = None) -> int:
@@ -173,24 +216,37 @@ class Backend(ABC):
 
     @abstractmethod
     def create(
-        self, cluster: Cluster, run: str, images: Images, keyfile: Path, events: Events
+        self, cluster: Cluster, run: str, images: Images, authkey: Path, events: Events
     ) -> None:
-        """Create the networks, then start the master and the workers. An engine refusal
-        raises ``EngineError`` (one plain line); what was created stays, labelled with
-        ``run``, for the caller to sweep."""
+        """Create the networks, then start the master and the workers. ``authkey`` is the
+        key file on this host: the backend delivers it to the containers as a secret (a
+        read-only bind mount, a Swarm secret), at the path it names in
+        ``DISTPROC_AUTHKEY_FILE``; the key itself never goes into an image, an env var or
+        a command line. What was created before a refusal stays, labelled with ``run``,
+        for the caller to sweep."""
 
     @abstractmethod
     def inventory(self, cluster_name: str) -> Inventory:
-        """What of the cluster exists now, with addresses from the engine."""
+        """What of the cluster exists now, with addresses and nodes from the engine."""
+
+    def worker_names(self, cluster: Cluster) -> list[str]:
+        """The names the cluster's workers report (their ``--name``), in the model's order:
+        what readiness waits for and what the checks expect. By default the model's
+        container names."""
+        return cluster.worker_names()
 
     @abstractmethod
-    def exec_master(
+    def control(
         self,
         cluster_name: str,
         argv: list[str],
         on_stderr_line: Callable[[str], None] | None = None,
     ) -> ExecResult:
-        """Run ``python -m distproc ARGV`` inside the master container."""
+        """Run ``python -m distproc ARGV`` where it reaches the master: ``ARGV`` is one of
+        the commands that talk to the master (``status``, ``submit``, ``report``,
+        ``cancel``) and the backend adds ``--master ADDRESS`` as seen from where it runs
+        it (inside the master's container; on the node the master's task runs on). Its
+        stderr lines go to ``on_stderr_line`` as they come."""
 
     @abstractmethod
     def logs(self, cluster_name: str, name: str | None, follow: bool) -> Iterator[str]:
@@ -204,3 +260,13 @@ class Backend(ABC):
     def probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
         """From a throwaway container on a network the master is not on, try ``targets``
         (``ip:port``); exit code 0 means one of them was reachable."""
+
+    @abstractmethod
+    def memory_usage(self, cluster_name: str) -> dict[str, int]:
+        """Bytes of memory each running container of the cluster uses now, by name (for
+        the bench)."""
+
+
+def with_master(argv: list[str], address: str) -> list[str]:
+    """``argv`` (a distproc command) with ``--master ADDRESS`` after the command name."""
+    return [argv[0], "--master", address, *argv[1:]]

@@ -17,16 +17,9 @@ from dataclasses import dataclass
 
 import docker.errors
 
-from ..model import OrchestrateError
+from .base import EngineError
 
-
-class EngineError(OrchestrateError):
-    """The Docker engine is missing or refused something; ``raw`` is the engine's own
-    text (shown with ``--verbose``), empty when the message is already all there is."""
-
-    def __init__(self, message: str, raw: str = "") -> None:
-        super().__init__(message)
-        self.raw = raw
+__all__ = ["EngineError", "SubnetHolder", "engine_call", "overlapping", "translate"]
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,24 @@ from .. import labels
 from ..events import Events
 from ..model import Cluster, WorkerGroup
 from ..state import KEY_IN_CONTAINER, container_user
-from .base import Backend, ContainerInfo, EngineLimits, ExecResult, Images, Inventory, NetworkInfo
-from .docker_errors import EngineError, SubnetHolder, engine_call, overlapping
+from .base import (
+    Backend,
+    ContainerInfo,
+    EngineError,
+    EngineLimits,
+    ExecResult,
+    Images,
+    Inventory,
+    NetworkInfo,
+    NodeInfo,
+    with_master,
+)
+from .docker_errors import SubnetHolder, engine_call, overlapping
 from .docker_images import build_image, resolve_base
 
 PROGRAM = ["python3", "-m", "distproc"]
+#: One engine, one machine: a bridge per cluster network (Swarm uses overlays instead).
+NETWORK_DRIVER = "bridge"
 #: Addresses for throwaway probe networks: inside 198.18.0.0/15, from the top down.
 PROBE_RANGE = ipaddress.ip_network("198.19.240.0/20")
 START_THREADS = 8
@@ -97,8 +110,11 @@ def _worker_args(cluster: Cluster, group: WorkerGroup, name: str) -> list[str]:
 class DockerBackend(Backend):
     """A cluster on the local Docker engine, one network namespace per container."""
 
+    kind = "local"
+
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self.client = client or connect_engine()
+        self._node: NodeInfo | None = None
 
     # -- images ----------------------------------------------------------------------------
     def build_images(self, cluster: Cluster, events: Events) -> Images:
@@ -145,8 +161,9 @@ class DockerBackend(Backend):
 
     # -- bring-up --------------------------------------------------------------------------
     def create(
-        self, cluster: Cluster, run: str, images: Images, keyfile: Path, events: Events
+        self, cluster: Cluster, run: str, images: Images, authkey: Path, events: Events
     ) -> None:
+        """The key reaches the containers as a read-only bind mount of ``authkey``."""
         events.step(f"creating {plural(len(cluster.networks), 'network')}")
         for net in cluster.networks:
             name = _network_name(cluster.name, net.name)
@@ -158,7 +175,7 @@ class DockerBackend(Backend):
             ):
                 self.client.networks.create(
                     name,
-                    driver="bridge",
+                    driver=NETWORK_DRIVER,
                     internal=net.internal,
                     check_duplicate=True,
                     ipam=IPAMConfig(
@@ -180,13 +197,13 @@ class DockerBackend(Backend):
             ["master", "--host", "0.0.0.0", "--port", str(cluster.master.port)],
             cluster.master.networks,
             cluster.master.resources,
-            keyfile,
+            authkey,
             labels.for_cluster(
                 cluster.name,
                 run,
                 labels.ROLE_MASTER,
                 port=str(cluster.master.port),
-                authkey_file=str(keyfile),
+                authkey_file=str(authkey),
                 image=images.master,
                 worker_image=images.worker,
             ),
@@ -203,7 +220,7 @@ class DockerBackend(Backend):
                 _worker_args(cluster, slot.group, slot.name),
                 slot.group.networks,
                 slot.group.resources,
-                keyfile,
+                authkey,
                 labels.for_cluster(
                     cluster.name,
                     run,
@@ -262,14 +279,14 @@ class DockerBackend(Backend):
     def inventory(self, cluster_name: str) -> Inventory:
         with engine_call("list", f"the objects of cluster {cluster_name!r}"):
             flt = labels.cluster_filter(cluster_name)
-            inv = Inventory(cluster=cluster_name)
+            inv = Inventory(cluster_name, backend=self.kind, nodes=[self._local_node()])
             by_id: dict[str, str] = {}
             for net in self.client.networks.list(filters=flt):
                 net.reload()
                 configs = net.attrs.get("IPAM", {}).get("Config") or [{}]
                 info = NetworkInfo(
                     name=net.attrs["Labels"].get(labels.NETWORK, net.name),
-                    docker_name=net.name,
+                    engine_name=net.name,
                     subnet=configs[0].get("Subnet", ""),
                     id=net.id,
                     internal=bool(net.attrs.get("Internal")),
@@ -281,6 +298,7 @@ class DockerBackend(Backend):
             for c in self.client.containers.list(all=True, filters=flt):
                 seen.add(c.id)
                 info = self._container_info(c, by_id, managed=True)
+                info.node = inv.nodes[0].name
                 role = c.labels.get(labels.ROLE, "")
                 if role == labels.ROLE_MASTER:
                     inv.master = info
@@ -298,7 +316,9 @@ class DockerBackend(Backend):
                 for c in self.client.containers.list(filters={"network": net_id}):
                     if c.id not in seen:
                         seen.add(c.id)
-                        inv.others.append(self._container_info(c, by_id, managed=False))
+                        other = self._container_info(c, by_id, managed=False)
+                        other.node = inv.nodes[0].name
+                        inv.others.append(other)
         inv.workers.sort(key=lambda w: (w.group, int(self._index(w.name))))
         return inv
 
@@ -324,7 +344,16 @@ class DockerBackend(Backend):
             sandbox=settings.get("SandboxKey", "") or settings.get("SandboxID", ""),
             group=c.labels.get(labels.GROUP, ""),
             managed=managed,
+            # a worker's --name is its container name (``_worker_args``)
+            identity=c.name if managed and c.labels.get(labels.ROLE) == labels.ROLE_WORKER else "",
         )
+
+    def _local_node(self) -> NodeInfo:
+        """This engine's machine, asked once (``docker info``: its name)."""
+        if self._node is None:
+            info = self.client.info()
+            self._node = NodeInfo(str(info.get("Name") or "local"), "", "local", "ready")
+        return self._node
 
     def _master(self, cluster_name: str) -> Any:
         flt = labels.cluster_filter(cluster_name)
@@ -335,40 +364,27 @@ class DockerBackend(Backend):
         return found[0]
 
     # -- acting inside -------------------------------------------------------------------------
-    def exec_master(
+    def control(
         self,
         cluster_name: str,
         argv: list[str],
         on_stderr_line: Callable[[str], None] | None = None,
     ) -> ExecResult:
+        """Runs inside the master's container, reaching it on 127.0.0.1 (its port is not
+        published: nothing outside its networks can reach it)."""
         with engine_call("run a command in", f"the master of cluster {cluster_name!r}"):
-            return self._exec_master(cluster_name, argv, on_stderr_line)
+            master = self._master(cluster_name)
+            address = f"127.0.0.1:{master.labels.get(labels.PORT, '0')}"
+            return exec_in(self.client, master.id, with_master(argv, address), on_stderr_line)
 
-    def _exec_master(
-        self, cluster_name: str, argv: list[str], on_stderr_line: Callable[[str], None] | None
-    ) -> ExecResult:
-        master = self._master(cluster_name)
-        api = self.client.api
-        exec_id = api.exec_create(master.id, PROGRAM + argv, stdout=True, stderr=True)["Id"]
-        out: list[bytes] = []
-        err: list[bytes] = []
-        pending = b""
-        for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
-            if stdout:
-                out.append(stdout)
-            if stderr:
-                err.append(stderr)
-                if on_stderr_line is not None:
-                    pending += stderr
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        on_stderr_line(line.decode(errors="replace"))
-        code = api.exec_inspect(exec_id)["ExitCode"]
-        return ExecResult(
-            code if code is not None else 1,
-            b"".join(out).decode(errors="replace"),
-            b"".join(err).decode(errors="replace"),
-        )
+    def memory_usage(self, cluster_name: str) -> dict[str, int]:
+        """From the engine's stats, less the page cache (what ``docker stats`` shows)."""
+        out = {}
+        with engine_call("read the memory of", f"cluster {cluster_name!r}"):
+            for c in self.client.containers.list(filters=labels.cluster_filter(cluster_name)):
+                mem = c.stats(stream=False).get("memory_stats", {})
+                out[c.name] = int(mem.get("usage", 0) - mem.get("stats", {}).get("cache", 0))
+        return out
 
     def logs(self, cluster_name: str, name: str | None, follow: bool) -> Iterator[str]:
         with engine_call("read the logs of", f"cluster {cluster_name!r}"):
@@ -414,7 +430,7 @@ class DockerBackend(Backend):
         name = f"{cluster.name}-probe-{run}"
         net = self.client.networks.create(
             name,
-            driver="bridge",
+            driver=NETWORK_DRIVER,
             internal=True,
             ipam=IPAMConfig(
                 pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))]
@@ -454,3 +470,34 @@ class DockerBackend(Backend):
             if not any(candidate.overlaps(u) for u in used):
                 return candidate
         raise EngineError(f"no free /28 left in {PROBE_RANGE} for a probe network")
+
+
+def exec_in(
+    client: docker.DockerClient,
+    container_id: str,
+    argv: list[str],
+    on_stderr_line: Callable[[str], None] | None = None,
+) -> ExecResult:
+    """Run ``python -m distproc ARGV`` in a running container of ``client``'s engine, with
+    its stderr lines passed on as they come (a job's progress)."""
+    api = client.api
+    exec_id = api.exec_create(container_id, PROGRAM + argv, stdout=True, stderr=True)["Id"]
+    out: list[bytes] = []
+    err: list[bytes] = []
+    pending = b""
+    for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
+        if stdout:
+            out.append(stdout)
+        if stderr:
+            err.append(stderr)
+            if on_stderr_line is not None:
+                pending += stderr
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_stderr_line(line.decode(errors="replace"))
+    code = api.exec_inspect(exec_id)["ExitCode"]
+    return ExecResult(
+        code if code is not None else 1,
+        b"".join(out).decode(errors="replace"),
+        b"".join(err).decode(errors="replace"),
+    )

@@ -2,11 +2,23 @@
 
 from .checks import Issue, topology_problems, topology_warnings
 from .errors import ConfigError, OrchestrateError, Problem, format_path
+from .hosts import (
+    SWARM_ADDRESS_POOL,
+    SWARM_POOL_SUBNET_SIZE,
+    TESTBED_ENGINE_POOLS,
+    TESTBED_HOSTS_FILE,
+    TESTBED_LAN,
+    TESTBED_RESERVED,
+    Host,
+    HostsFile,
+    Placement,
+)
 from .loader import load_cluster, load_cluster_text
 from .schema import SCHEMA_FILE, cluster_json_schema, cluster_json_schema_text
 from .topology import (
     Auth,
     Cluster,
+    HostPlan,
     Images,
     Job,
     Master,
@@ -20,15 +32,25 @@ from .topology import (
 
 __all__ = [
     "SCHEMA_FILE",
+    "SWARM_ADDRESS_POOL",
+    "SWARM_POOL_SUBNET_SIZE",
+    "TESTBED_ENGINE_POOLS",
+    "TESTBED_HOSTS_FILE",
+    "TESTBED_LAN",
+    "TESTBED_RESERVED",
     "Auth",
     "Cluster",
     "ConfigError",
+    "Host",
+    "HostPlan",
+    "HostsFile",
     "Images",
     "Issue",
     "Job",
     "Master",
     "Network",
     "OrchestrateError",
+    "Placement",
     "Problem",
     "Resources",
     "WorkerGroup",

@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from distproc.concurrency import DEFAULT_THREADS, run_mode, tasks_at_once
 from distproc.kinds import default_size
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .errors import Path
+from .host_checks import Machines, machine_problems, machine_warnings, machines, raw_machines
+from .issues import Issue, duplicates, valid
 from .topology import MAX_NAME_LEN, Cluster, ClusterName, DnsLabel, Network
-
-
-class Issue(NamedTuple):
-    """A problem at a path in the document (no file position yet)."""
-
-    path: Path
-    message: str
 
 
 @dataclass
@@ -45,6 +38,7 @@ class _Parts:
     networks: list[tuple[int, Network]] = field(default_factory=list)
     master: _Node | None = None
     groups: list[tuple[int, _Node]] = field(default_factory=list)
+    machines: Machines = field(default_factory=Machines)
 
 
 def topology_problems(cluster: Cluster) -> list[Issue]:
@@ -56,21 +50,23 @@ def topology_problems(cluster: Cluster) -> list[Issue]:
             networks=list(enumerate(cluster.networks)),
             master=_Node("master", 1, cluster.master.networks),
             groups=[(i, _Node(g.name, g.count, g.networks)) for i, g in enumerate(cluster.workers)],
+            machines=machines(cluster),
         )
     )
 
 
 def raw_topology_problems(data: dict[Any, Any]) -> list[Issue]:
     """Cross-section problems of a raw document that failed validation, from its valid parts."""
-    parts = _Parts(name=_valid(ClusterName, data.get("name")))
+    parts = _Parts(name=valid(ClusterName, data.get("name")))
     for i, item in _items(data, "networks"):
         if isinstance(item.get("name"), str):
             parts.network_names.append((i, item["name"]))
-        if (net := _valid(Network, item)) is not None:
+        if (net := valid(Network, item)) is not None:
             parts.networks.append((i, net))
     if isinstance(master := data.get("master"), dict):
         parts.master = _node(master, "master")
     parts.groups = [(i, _node(item)) for i, item in _items(data, "workers")]
+    parts.machines = raw_machines(data)
     return _check(parts)
 
 
@@ -92,37 +88,17 @@ def _node(raw: dict[Any, Any], master: str | None = None) -> _Node:
     )
 
 
-def _valid(kind: Any, value: Any) -> Any:
-    try:
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            return kind.model_validate(value)
-        return TypeAdapter(kind).validate_python(value)
-    except ValidationError:
-        return None
-
-
 def _check(p: _Parts) -> list[Issue]:
     issues: list[Issue] = []
-    issues += _duplicates("networks", "network", p.network_names)
+    issues += duplicates("networks", "network", p.network_names)
     group_names = [(i, g.name) for i, g in p.groups if g.name is not None]
-    issues += _duplicates("workers", "worker group", group_names)
+    issues += duplicates("workers", "worker group", group_names)
     issues += _overlaps(p.networks)
     if p.network_names:  # else the networks section is itself broken: don't cascade
         issues += _references(p, {name for _, name in p.network_names})
     issues += _capacity(p)
     issues += _name_lengths(p)
-    return issues
-
-
-def _duplicates(section: str, what: str, names: Iterable[tuple[int, str]]) -> list[Issue]:
-    first: dict[str, int] = {}
-    issues = []
-    for i, name in names:
-        if name in first:
-            msg = f"duplicate {what} name {name!r} (first used by {section}[{first[name]}])"
-            issues.append(Issue((section, i, "name"), msg))
-        else:
-            first[name] = i
+    issues += machine_problems(p.machines, p.networks)
     return issues
 
 
@@ -175,7 +151,8 @@ def topology_warnings(cluster: Cluster) -> list[Issue]:
     - a subnet outside 198.18.0.0/15, the range reserved for network tests, which is sure
       not to clash with a real network;
     - no workers at all: ``up`` then runs no job;
-    - a job that will take long (``job_time_warnings``).
+    - a job that will take long (``job_time_warnings``);
+    - doubts about the machines (``machine_warnings``).
     """
     master_nets = set(cluster.master.networks)
     issues = []
@@ -197,6 +174,7 @@ def topology_warnings(cluster: Cluster) -> list[Issue]:
     if not cluster.total_workers:
         issues.append(Issue(("workers",), "no workers: `up` runs no job"))
     issues += job_time_warnings(cluster)
+    issues += machine_warnings(cluster)
     return issues
 
 
@@ -280,7 +258,7 @@ def _name_lengths(p: _Parts) -> list[Issue]:
     if p.name is None:
         return issues
     for i, group in p.groups:
-        if group.count and group.name is not None and _valid(DnsLabel, group.name):
+        if group.count and group.name is not None and valid(DnsLabel, group.name):
             longest = f"{p.name}-{group.name}-{group.count - 1}"
             if len(longest) > MAX_NAME_LEN:
                 msg = (

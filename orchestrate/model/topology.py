@@ -15,8 +15,6 @@ from distproc.kinds import BUILTIN as BUILTIN_KINDS
 from distproc.spec import JobField, check_protocol_kind, job_fields
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PlainValidator,
     PrivateAttr,
@@ -25,19 +23,18 @@ from pydantic import (
     create_model,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from .errors import Path, Problem, format_path
+from .fields import DNS_LABEL_PATTERN, MAX_NAME_LEN, DnsLabel, check_label, fail
+from .fields import StrictModel as _Model
+from .hosts import PLACEMENT_HELP, Backend, Host, Placement, hosts_json_schema
 
 MIB = 1024 * 1024
 #: Below this a Python interpreter cannot even start reliably.
 MIN_MEMORY = 32 * MIB
 #: The kernel's ceiling for pid_max on 64-bit Linux: no pids limit above it means anything.
 PID_MAX_LIMIT = 4_194_304
-MAX_NAME_LEN = 63  # DNS label / hostname limit
 MASTER_SUFFIX = "-master"
-DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-_DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB, "t": 1024 * 1024 * MIB}
 #: Docker's own units (``256m``, as ``docker run --memory``) or their IEC names (``256MiB``),
 #: all binary, no space. ``MB``/``GB`` are refused: they mean 10**6/10**9 to most readers, and
@@ -52,30 +49,11 @@ MEMORY_HELP = (
 )
 
 
-def fail(message: str) -> PydanticCustomError:
-    """A validation error whose message is shown verbatim (no "Value error, " prefix)."""
-    return PydanticCustomError("distproc", "{message}", {"message": message})
-
-
-def _check_label(value: str) -> str:
-    if not _DNS_LABEL.match(value) or len(value) > MAX_NAME_LEN:
-        raise fail(
-            f"{value!r} is not a DNS label: use lowercase letters, digits and '-', starting and "
-            f"ending with a letter or digit, at most {MAX_NAME_LEN} characters"
-        )
-    return value
-
-
-DnsLabel = Annotated[
-    str,
-    AfterValidator(_check_label),
-    Field(json_schema_extra={"pattern": DNS_LABEL_PATTERN, "maxLength": MAX_NAME_LEN}),
-]
 MAX_CLUSTER_NAME_LEN = MAX_NAME_LEN - len(MASTER_SUFFIX)
 
 
 def _check_cluster_name(value: str) -> str:
-    _check_label(value)
+    check_label(value)
     if len(value) > MAX_CLUSTER_NAME_LEN:
         raise fail(
             f"cluster name {value!r} is {len(value)} characters: at most {MAX_CLUSTER_NAME_LEN} "
@@ -170,10 +148,6 @@ Concurrency = Annotated[
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
 class Resources(_Model):
     """Container limits."""
 
@@ -201,6 +175,11 @@ class Network(_Model):
         json_schema_extra={"pattern": SUBNET_PATTERN},
     )
     internal: bool = Field(True, description="No route to the outside world (default true).")
+    encrypted: bool = Field(
+        False,
+        description="Encrypt the traffic between hosts (an overlay option: backend swarm "
+        "only; IPsec, refused where the kernel lacks ESP). Default false.",
+    )
 
     @field_validator("subnet")
     @classmethod
@@ -239,6 +218,9 @@ class Master(_Model):
     networks: list[str] = Field(min_length=1, description="Networks the master is attached to.")
     port: int = Field(5000, ge=1, le=65535, description="TCP port the manager listens on.")
     resources: Resources = Field(default_factory=Resources, description="Container limits.")
+    placement: Placement | None = Field(
+        None, description=PLACEMENT_HELP + " Default: the first manager in hosts."
+    )
 
 
 class WorkerGroup(_Model):
@@ -254,6 +236,7 @@ class WorkerGroup(_Model):
         "auto", description="How a worker runs tasks concurrently."
     )
     resources: Resources = Field(default_factory=Resources, description="Container limits.")
+    placement: Placement | None = Field(None, description=PLACEMENT_HELP + " Default: any host.")
 
 
 def _job_field(f: JobField) -> tuple[Any, Any]:
@@ -342,6 +325,14 @@ class Auth(_Model):
     )
 
 
+class HostPlan(NamedTuple):
+    """One host and what may run on it: the master, and the worker groups placed there."""
+
+    host: Host
+    master: bool
+    groups: tuple[WorkerGroup, ...]
+
+
 class WorkerSlot(NamedTuple):
     """One worker container: its group, index in the group and container name."""
 
@@ -355,6 +346,17 @@ class Cluster(_Model):
 
     name: ClusterName = Field(
         description="Cluster name (a DNS label); prefixes every container name."
+    )
+    backend: Backend = Field(
+        "local",
+        description="Where the containers run: 'local' (the default: this machine's Docker "
+        "engine) or 'swarm' (a Docker Swarm over `hosts`).",
+    )
+    hosts: list[Host] = Field(
+        default_factory=list,
+        description="The machines (backend swarm only): a list of hosts, or {file: PATH} to "
+        "include a file holding `hosts:` (PATH relative to this file).",
+        json_schema_extra=hosts_json_schema,
     )
     networks: list[Network] = Field(min_length=1, description="Networks (IPv4 subnets).")
     master: Master = Field(description="The queue master.")
@@ -419,6 +421,44 @@ class Cluster(_Model):
                 return group
         raise KeyError(name)
 
+    @property
+    def managers(self) -> list[Host]:
+        """The hosts with role manager, in file order."""
+        return [h for h in self.hosts if h.role == "manager"]
+
+    def host(self, name: str) -> Host:
+        """The host called ``name`` (KeyError if absent)."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def placed(self, placement: Placement | None) -> list[Host]:
+        """The hosts ``placement`` admits, in file order; every host when there is none."""
+        return [h for h in self.hosts if placement is None or placement.admits(h)]
+
+    def master_hosts(self) -> list[Host]:
+        """Where the master may run: its placement's hosts, else the first manager. Pinned by
+        default, so that where the queue lives (and results cross from) is known before
+        ``up``, on the node the swarm is driven from. Empty without hosts."""
+        if self.master.placement is not None:
+            return self.placed(self.master.placement)
+        return self.managers[:1]
+
+    def group_hosts(self, group: str | WorkerGroup) -> list[Host]:
+        """Where the workers of ``group`` (or the group called so) may run."""
+        if isinstance(group, str):
+            group = self.group(group)
+        return self.placed(group.placement) if self.hosts else []
+
+    def iter_hosts(self) -> Iterator[HostPlan]:
+        """Every host, in file order, with the parts placement allows on it."""
+        master = {h.name for h in self.master_hosts()}
+        where = [(g, {h.name for h in self.group_hosts(g)}) for g in self.workers]
+        for host in self.hosts:
+            groups = tuple(g for g, names in where if host.name in names)
+            yield HostPlan(host, host.name in master, groups)
+
     def containers_on(self, network: str) -> list[str]:
         """Names of the containers attached to ``network`` (master first)."""
         names = [self.master_name] if network in self.master.networks else []
@@ -431,10 +471,18 @@ class Cluster(_Model):
         return master + sum(g.count for g in self.workers if network in g.networks)
 
     def summary(self) -> str:
-        """One line, e.g. ``cluster 'x': 2 networks, 1 master, 4 workers in 2 groups``."""
+        """One line, e.g. ``cluster 'x': 2 networks, 1 master, 4 workers in 2 groups``, and
+        for swarm ``; swarm on 3 hosts (1 manager: tb-1)``."""
         n, g = len(self.networks), len(self.workers)
-        return (
+        line = (
             f"cluster {self.name!r}: {n} network{'s' * (n != 1)}, 1 master, "
             f"{self.total_workers} worker{'s' * (self.total_workers != 1)} "
             f"in {g} group{'s' * (g != 1)}"
+        )
+        if self.backend == "local":
+            return line
+        h, m = len(self.hosts), len(self.managers)
+        return (
+            f"{line}; {self.backend} on {h} host{'s' * (h != 1)} "
+            f"({m} manager{'s' * (m != 1)}: {', '.join(x.name for x in self.managers)})"
         )

@@ -55,7 +55,7 @@ def test_status_json_has_the_documented_shape(default_cluster: Up) -> None:
     assert res.returncode == 0, res.stderr
     st = json.loads(res.stdout)
     assert [n["name"] for n in st["networks"]] == ["net-a", "net-b"]
-    assert all(n["docker_name"].startswith("e2e-default-") for n in st["networks"])
+    assert all(n["engine_name"].startswith("e2e-default-") for n in st["networks"])
     assert set(st["master"]) >= {"container", "addresses", "port"}
     assert set(st["master"]["addresses"]) == {"net-a", "net-b"}
     assert st["master"]["port"] == 5000
@@ -117,7 +117,7 @@ def test_tutorial_worker_joined_by_hand_is_counted(default_cluster: Up) -> None:
     keyfile = default_cluster.state / "hand-key"
     keyfile.write_text(key)
     keyfile.chmod(0o644)
-    net = next(n["docker_name"] for n in status["networks"] if n["name"] == "net-a")
+    net = next(n["engine_name"] for n in status["networks"] if n["name"] == "net-a")
     name = f"e2e-hand-joined-{secrets.token_hex(3)}"
     hand = client.containers.create(
         status["images"]["worker"],
@@ -224,7 +224,7 @@ def test_isolation_check_fails_when_the_probe_can_reach_the_master(default_clust
 
     client = docker.from_env()
     st = json.loads(default_cluster.cli("status", "-f", str(default_cluster.file), "--json").stdout)
-    net = next(n["docker_name"] for n in st["networks"] if n["name"] == "net-a")
+    net = next(n["engine_name"] for n in st["networks"] if n["name"] == "net-a")
     target = f"{st['master']['addresses']['net-a']}:{st['master']['port']}"
     probe = client.containers.create(
         st["images"]["master"],

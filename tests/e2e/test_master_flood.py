@@ -53,7 +53,7 @@ def test_a_flood_past_the_pids_limit_does_not_stop_the_master(default_cluster: U
     status = json.loads(
         default_cluster.cli("status", "-f", str(default_cluster.file), "--json").stdout
     )
-    net = next(n["docker_name"] for n in status["networks"] if n["name"] == "net-a")
+    net = next(n["engine_name"] for n in status["networks"] if n["name"] == "net-a")
     flood = client.containers.run(
         status["images"]["worker"],
         entrypoint=["python3", "-c", SCRIPT],

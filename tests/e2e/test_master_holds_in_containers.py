@@ -85,7 +85,7 @@ def test_tutorial_worker_killed_holding_a_task_ends_the_classic_job_with_lost_1(
     keyfile = default_cluster.state / "thief-key"
     keyfile.write_text(key)
     keyfile.chmod(0o644)
-    net = next(n["docker_name"] for n in status["networks"] if n["name"] == "net-a")
+    net = next(n["engine_name"] for n in status["networks"] if n["name"] == "net-a")
     thief = client.containers.create(
         status["images"]["worker"], entrypoint=["python3", "-c", script],
         name=f"e2e-thief-{secrets.token_hex(3)}", labels={labels.TEST: "e2e"}, network=net,

@@ -195,6 +195,31 @@ def test_shared_engine_sandbox_fails() -> None:
     assert not c["ok"] and "sharing a sandbox: c-master, c-a-0" in c["evidence"]
 
 
+def _on_machines(master: str, a0: str, b0: str) -> Inventory:
+    inv = copy.deepcopy(inventory())
+    assert inv.master is not None
+    inv.master.node, inv.workers[0].node, inv.workers[1].node = master, a0, b0
+    return inv
+
+
+def test_a_namespace_is_the_same_only_on_the_same_machine() -> None:
+    """Namespace ids are per kernel: on other machines, worker a's ``net:[1]`` and the
+    master's ``net:[1]`` (and equal sandbox ids) are different namespaces; on the master's
+    machine they are the same one."""
+    rep = report()
+    rep.workers[0].identity["netns"] = "net:[1]"  # the master's id
+    inv = _on_machines("m1", "m2", "m3")
+    inv.workers[0].sandbox = inv.workers[1].sandbox = "sb-m"  # the master's sandbox id too
+    c = checks.separate_network_namespaces(rep, inv)
+    assert c["ok"], c
+    assert "on 3 machines" in c["evidence"]
+    same_machine = _on_machines("m1", "m1", "m3")
+    same_machine.workers[0].sandbox = "sb-m"
+    c = checks.separate_network_namespaces(rep, same_machine)
+    assert not c["ok"] and "in the master's namespace: a" in c["evidence"]
+    assert "sharing a sandbox: c-master, c-a-0" in c["evidence"]
+
+
 def test_isolation_fails_when_the_probe_gets_through() -> None:
     reached = ExecResult(0, "reachable 198.18.1.2:5000\n", "probe network 198.19.255.240/28")
     assert not checks.isolation(reached)["ok"]
@@ -379,7 +404,7 @@ def test_a_foreign_report_from_the_master_fails_the_job_not_with_a_traceback(
         def inventory(self, name: str) -> Inventory:
             return inventory()
 
-        def exec_master(self, name: str, argv: list[str], on_line: Any = None) -> ExecResult:
+        def control(self, name: str, argv: list[str], on_line: Any = None) -> ExecResult:
             return ExecResult(0, json.dumps({"status": "done", "count": 10}), "")
 
     cluster = load_cluster_text(

@@ -55,8 +55,8 @@ class Backend(docker_local.DockerBackend):
     def build_images(self, cluster: Cluster, events: Any) -> Images:
         return Images("distproc:test", "distproc:test")
 
-    def exec_master(self, cluster_name: str, argv: list[str], on_stderr_line: Any = None):
-        workers = [{"identity": {"hostname": n}, "connected": True} for n in self.connected]
+    def control(self, cluster_name: str, argv: list[str], on_stderr_line: Any = None):
+        workers = [{"identity": {"name": n}, "connected": True} for n in self.connected]
         return ExecResult(0, json.dumps({"workers": workers}), "")
 
 

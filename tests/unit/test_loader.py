@@ -10,14 +10,27 @@ from orchestrate.model import ConfigError, load_cluster, load_cluster_text, topo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 
-# fixture -> every expected problem: (line, col, fragment of the message)
-CASES: dict[str, list[tuple[int, int, str]]] = {
+# fixture -> every expected problem: (line, col, fragment of the message), or, for a problem
+# in a file it includes, (that file relative to FIXTURES, line, col, fragment)
+CASES: dict[str, list[tuple[int, int, str] | tuple[str, int, int, str]]] = {
     "alias_bomb": [(1, 1, "more than 100,000 values once aliases are expanded")],
     "control_character": [(2, 9, "unreadable character '\\x01'")],
     "too_deep": [(1, 1, "YAML nested too deeply")],
     "tab_indentation": [(7, 1, "YAML forbids tabs for indentation: indent with spaces")],
     "tab_after_colon": [(5, 12, "a tab where YAML expects spaces (YAML forbids tabs for")],
+    "bad_backend": [(2, 10, "backend: must be 'local' or 'swarm', got 'kubernetes'")],
     "bad_cluster_name": [(2, 7, "'Demo_Cluster' is not a DNS label")],
+    "bad_host_fields": [
+        (5, 14, "hosts[0].address: 'fe80::1': IPv6 is not supported"),
+        (6, 11, "hosts[0].user: 'deploy user' is not a user name"),
+        (7, 11, "hosts[0].port: must be >= 1, got 0"),
+        (8, 11, "hosts[0].role: must be 'manager' or 'worker', got 'leader'"),
+        (9, 14, "hosts[0].labels: label key 'io.distproc.role': io.distproc.* is reserved"),
+        (9, 46, "hosts[0].labels.zone: label value ' a': use printable ASCII without spaces"),
+        (10, 11, "hosts[1].name: 'TB_2' is not a DNS label"),
+        (11, 14, "'-bad-.example' is neither an IPv4 address nor a DNS name"),
+        (12, 15, "hosts[1].key_file: must not be empty"),
+    ],
     "bad_concurrency": [(12, 18, "concurrency: must be 'auto' or an integer >= 1, got 0")],
     "bad_kind": [(13, 9, "kind 'my-module:run' must be one of square, cpu, io or 'module:func")],
     "bad_memory": [(13, 15, "'lots' is not a size")],
@@ -26,9 +39,34 @@ CASES: dict[str, list[tuple[int, int, str]]] = {
     "container_name_too_long": [(9, 11, "would be 66 characters (max 63)")],
     "cpus_not_positive": [(12, 23, "cpus: must be >= 0.01, got 0")],
     "duplicate_group_name": [(12, 11, "duplicate worker group name 'alpha'")],
+    "duplicate_host": [
+        (5, 27, "hosts[1].address: address NODE1.example is also that of hosts[0] ('tb-1')"),
+        (6, 12, "hosts[2].name: duplicate host name 'tb-1' (first used by hosts[0])"),
+    ],
     "duplicate_key": [(11, 5, "duplicate key 'count' (first defined on line 10)")],
     "duplicate_network_name": [(6, 11, "duplicate network name 'net-a'")],
     "empty": [(1, 1, "the file is empty")],
+    "hosts_on_local_backend": [
+        (4, 3, "hosts: only backend swarm uses hosts; backend local (the default) runs every"),
+        (6, 53, "networks[0].encrypted: encrypted is an overlay option (backend swarm)"),
+        (9, 14, "master.placement: only backend swarm uses placement"),
+        (13, 16, "workers[0].placement: only backend swarm uses placement"),
+    ],
+    "include_bad_spec": [(4, 37, "hosts: unknown key 'fil' (did you mean 'file'? allowed: file)")],
+    "include_errors": [
+        ("hosts/bad_hosts.yaml", 6, 20, "hosts[0].labels.fast: expected a string, got true"),
+        ("hosts/bad_hosts.yaml", 8, 14, "hosts[1].address: '198.18.64.300' is not a valid IPv4"),
+        ("hosts/bad_hosts.yaml", 9, 5, "hosts[1]: unknown key 'rol' (did you mean 'role'?"),
+        ("hosts/bad_hosts.yaml", 13, 5, "duplicate key 'port' (first defined on line 12)"),
+    ],
+    "include_missing": [(5, 3, "hosts.file: cannot include ")],
+    "include_testbed_missing": [
+        (4, 9, "testbed/hosts.yaml: file not found (the test bed writes it: run `orchestrate te")
+    ],
+    "include_top_level": [
+        ("hosts/top_level.yaml", 2, 1, "unknown key 'machines' (a hosts file holds `hosts:` only)"),
+        ("hosts/top_level.yaml", 2, 1, "missing required key 'hosts'"),
+    ],
     "memory_too_small": [(13, 15, "is too small: a Python process needs at least 32m")],
     "missing_key": [(4, 5, "networks[0]: missing required key 'subnet'")],
     "missing_master": [(2, 1, "missing required key 'master'")],
@@ -48,6 +86,19 @@ CASES: dict[str, list[tuple[int, int, str]]] = {
     "not_utf8": [(2, 10, "not UTF-8 text")],
     "overlapping_subnets": [(7, 13, "subnet 198.18.1.0/24 overlaps 198.18.0.0/16")],
     "pids_too_small": [(12, 23, "pids: must be >= 16, got 8")],
+    "placement_empty": [
+        (9, 16, "workers[0].placement: give hosts, labels or both"),
+        (12, 17, "workers[1].placement: unknown key 'host' (did you mean 'hosts'?"),
+    ],
+    "placement_matches_no_host": [(11, 16, "placement: matches no host: none of tb-2 has zone=a")],
+    "placement_unknown_host": [
+        (11, 31, "workers[0].placement.hosts[1]: no host is called 'tb-9' (hosts: tb-1, tb-2)"),
+        (11, 37, "workers[0].placement.hosts[2]: host 'tb-2' is listed twice"),
+    ],
+    "placement_unknown_label": [
+        (7, 56, "master.placement.labels.disk: no host has disk=ssd (no host has a label disk)"),
+        (11, 32, "workers[0].placement.labels.zone: no host has zone=c (zone on hosts: a, b)"),
+    ],
     "port_out_of_range": [(8, 9, "master.port: must be <= 65535, got 70000")],
     "string_for_number": [(8, 9, "expected an integer, got '5000' (a string)")],
     "subnet_host_bits": [(5, 13, "has host bits set: the network address would be 198.18.1.0/24")],
@@ -55,6 +106,11 @@ CASES: dict[str, list[tuple[int, int, str]]] = {
     "subnet_malformed": [(5, 13, "'198.18.300.0/24' is not a valid IPv4 subnet")],
     "subnet_no_prefix": [(5, 13, "'198.18.1.0' is not a CIDR subnet")],
     "subnet_too_small": [(5, 13, "has room for 5 containers (8 addresses minus network")],
+    "swarm_without_hosts": [(2, 10, "backend: swarm needs hosts: a list with at least one")],
+    "swarm_without_manager": [(4, 3, "hosts: no host has role manager: a swarm needs one")],
+    "testbed_subnet": [
+        (7, 13, "subnet 198.18.66.0/24 overlaps 198.18.64.0/21, reserved for the test bed (its")
+    ],
     "undeclared_network_master": [(7, 21, "network 'net-x' is not declared (declared: net-a)")],
     "undeclared_network_worker": [(11, 23, "network 'net-c' is not declared (declared: net-a)")],
     "unknown_key": [(10, 5, "unknown key 'cout' (did you mean 'count'?")],
@@ -76,12 +132,12 @@ def test_error_fixture(name: str) -> None:
     lines = str(info.value).splitlines()
     expected = CASES[name]
     assert len(lines) == len(expected), "\n".join(lines)
-    for line, problem, (row, col, fragment) in zip(
-        lines, info.value.problems, expected, strict=True
-    ):
-        assert line.startswith(f"{path}:{row}:{col}: "), line
+    for line, problem, case in zip(lines, info.value.problems, expected, strict=True):
+        *included, row, col, fragment = case
+        where = str(FIXTURES / included[0]) if included else path
+        assert line.startswith(f"{where}:{row}:{col}: "), line
         assert fragment in line, f"expected {fragment!r} in {line!r}"
-        assert (problem.file, problem.line, problem.col) == (path, row, col)
+        assert (problem.file, problem.line, problem.col) == (where, row, col)
 
 
 def test_missing_file(tmp_path: Path) -> None:

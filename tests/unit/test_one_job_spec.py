@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from distproc import cli as distproc_cli
 from distproc.kinds import DEFAULT_SIZE, SIZE_MEANING, default_size
-from distproc.ledger import Ledger
-from distproc.report import build
 from distproc.spec import JobField, JobSpec, job_fields, make_spec, spec_argv
+from fake_backend import FakeBackend
 from pydantic import ValidationError
 
 from orchestrate import cli as orchestrate_cli
-from orchestrate.backends.base import (
-    Backend,
-    ContainerInfo,
-    EngineLimits,
-    ExecResult,
-    Images,
-    Inventory,
-)  # fmt: skip
 from orchestrate.cluster import ClusterRun
 from orchestrate.events import NullEvents
 from orchestrate.model import Cluster, cluster_json_schema, load_cluster_text
@@ -254,50 +244,6 @@ def test_the_size_help_says_each_kinds_default() -> None:
 # -- the round trip: model -> argv -> distproc parser -> JobSpec ---------------------------
 
 
-class CapturingBackend(Backend):
-    """Only what ``ClusterRun.job`` touches: the argv it runs on the master is kept."""
-
-    def __init__(self) -> None:
-        self.argv: list[str] = []
-
-    def exec_master(
-        self,
-        cluster_name: str,
-        argv: list[str],
-        on_stderr_line: Callable[[str], None] | None = None,
-    ) -> ExecResult:
-        self.argv = argv
-        report = build(Ledger("j", JobSpec(tasks=0), []), [], {})  # a real, empty report
-        return ExecResult(0, json.dumps(report.to_dict()), "")
-
-    def inventory(self, cluster_name: str) -> Inventory:
-        master = ContainerInfo(f"{cluster_name}-master", "m1", "master", "running")
-        return Inventory(cluster_name, run="r1", master=master)  # a job needs a running master
-
-    def build_images(self, cluster: Cluster, events: Any) -> Images:
-        raise NotImplementedError
-
-    def engine_limits(self) -> EngineLimits:
-        raise NotImplementedError
-
-    def sweep(self, cluster_name: str, events: Any, run: str | None = None) -> int:
-        raise NotImplementedError
-
-    def create(
-        self, cluster: Cluster, run: str, images: Images, keyfile: Path, events: Any
-    ) -> None:
-        raise NotImplementedError
-
-    def logs(self, cluster_name: str, name: str | None, follow: bool) -> Any:
-        raise NotImplementedError
-
-    def save_logs(self, cluster_name: str, directory: Path) -> list[Path]:
-        raise NotImplementedError
-
-    def probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
-        raise NotImplementedError
-
-
 def _cluster_with(job: dict[str, Any]) -> Cluster:
     return load_cluster_text(MINIMAL + "job: " + json.dumps(job) + "\n")
 
@@ -309,10 +255,13 @@ def test_model_to_argv_to_distproc_parser_to_jobspec_round_trips(
     monkeypatch.setenv("DISTPROC_STATE_DIR", str(tmp_path))
     cluster = _cluster_with(values)  # through the YAML loader, as a user writes it
     assert cluster.job.spec() == values
-    backend = CapturingBackend()
-    ClusterRun(cluster, backend, NullEvents()).job(timeout=30)
-    assert backend.argv[0] == "submit"
-    args = distproc_cli.build_parser().parse_args(backend.argv)
+    backend = FakeBackend()
+    runner = ClusterRun(cluster, backend, NullEvents())
+    runner.up(run_job=False)
+    runner.job(timeout=30)
+    argv = backend.controls[-1]  # with the --master the backend added
+    assert argv[0] == "submit"
+    args = distproc_cli.build_parser().parse_args(argv)
     assert make_spec(distproc_cli._spec(args)).as_dict() == values
     master = distproc_cli.build_parser().parse_args(["master", *spec_argv(values)])
     assert make_spec(distproc_cli._spec(master)).as_dict() == values

@@ -68,7 +68,9 @@ def _master(extra_labels: dict[str, str]) -> Any:
 
 def _backend(extra_labels: dict[str, str]) -> DockerBackend:
     client = SimpleNamespace(
-        containers=FakeContainers([_master(extra_labels)]), networks=FakeNetworks()
+        containers=FakeContainers([_master(extra_labels)]),
+        networks=FakeNetworks(),
+        info=lambda: {"Name": "fake-host"},
     )
     return DockerBackend(client)  # type: ignore[arg-type]
 

@@ -4,7 +4,6 @@ plural, and a CI line is never cut mid-entry."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,15 +11,15 @@ from typing import Any
 
 import pytest
 from distproc.ledger import Ledger
-from distproc.report import build
 from distproc.spec import JobSpec
 from distproc.text import ip_sorted, plural
+from fake_backend import FakeBackend
 from test_e2e_checks import Rec, _through_json
-from test_one_job_spec import MINIMAL, CapturingBackend, _cluster_with
+from test_one_job_spec import MINIMAL, _cluster_with
 
 from orchestrate import checks, cli, labels
 from orchestrate.backends import docker_local
-from orchestrate.backends.base import ContainerInfo, ExecResult, Images, Inventory, NetworkInfo
+from orchestrate.backends.base import ContainerInfo, Inventory, NetworkInfo
 from orchestrate.cluster import ClusterNotRunning, ClusterRun
 from orchestrate.events import NullEvents
 from orchestrate.ui import ConsoleEvents, make_console, print_checks
@@ -37,6 +36,7 @@ class FakeClient:
 
         self.containers = SimpleNamespace(list=listed)
         self.networks = SimpleNamespace(list=lambda filters=None: [])
+        self.info = lambda: {"Name": "fake-host"}
 
 
 REAL_BACKEND = docker_local.DockerBackend  # the real one, before a test patches the name
@@ -92,60 +92,25 @@ def test_the_default_file_is_also_make_s_cluster() -> None:
 
 # -- run is filled; check shows only what check did ----------------------------------------
 
-PEER = "198.18.5.3"
 
-
-def _report_json() -> str:
-    job = Ledger("j", JobSpec(kind="square", tasks=3, batch=3), [1, 2, 3])
-    job.lease(0, 3)
-    job.accept(0, PEER, [(0, 1), (1, 4), (2, 9)])
-    return json.dumps(
-        build(job, [Rec("mini-w-0", {"local_ip": PEER, "netns": "n2"})], {"netns": "n1"}).to_dict()
-    )
-
-
-class RunningBackend(CapturingBackend):
-    """A running one-worker cluster: it answers ``status``, ``report`` and ``submit``."""
-
-    def inventory(self, cluster_name: str) -> Inventory:
-        return Inventory(
-            cluster_name,
-            run="r1",
-            networks=[NetworkInfo("lan", "mini-lan", "198.18.5.0/28")],
-            master=ContainerInfo("mini-master", "m", "master", "running", {"lan": "198.18.5.2"}),
-            workers=[ContainerInfo("mini-w-0", "w", "worker", "running", {"lan": PEER})],
-        )
-
-    def exec_master(
-        self,
-        cluster_name: str,
-        argv: list[str],
-        on_stderr_line: Callable[[str], None] | None = None,
-    ) -> ExecResult:
-        self.argv = argv
-        if argv[0] == "status":
-            worker = {"identity": {"hostname": "mini-w-0"}, "connected": True}
-            return ExecResult(0, json.dumps({"workers": [worker]}), "")
-        return ExecResult(0, _report_json(), "")  # report, submit
-
-    def probe(self, cluster: Any, images: Images, targets: list[str], run: str) -> ExecResult:
-        return ExecResult(1, f"unreachable {targets[0]}", "mini-probe")
-
-    def save_logs(self, cluster_name: str, directory: Path) -> list[Path]:
-        return []
+def _running(events: Any = None) -> ClusterRun:
+    """A one-worker cluster of 3-task jobs, up on the fake backend."""
+    runner = ClusterRun(_cluster_with({"tasks": 3}), FakeBackend(), events or NullEvents())
+    runner.up(run_job=False)
+    return runner
 
 
 def test_job_json_has_the_run_of_the_cluster_containers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DISTPROC_STATE_DIR", str(tmp_path))
-    outcome = ClusterRun(_cluster_with({}), RunningBackend(), NullEvents()).job(timeout=30)
-    assert outcome.as_json()["run"] == "r1"
+    runner = _running()
+    outcome = runner.job(timeout=30)
+    assert outcome.as_json()["run"] == runner.backend.inventory("mini").run != ""
 
 
-def _finish(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    events = ConsoleEvents(live=False)
-    runner = ClusterRun(_cluster_with({}), RunningBackend(), events)
+def _finish(command: str, runner: ClusterRun, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()  # what came before (bringing the cluster up)
     outcome = runner.job(timeout=30) if command == "job" else runner.check()
     args = SimpleNamespace(json=False)
     cli._finish(args, runner, outcome, command)  # type: ignore[arg-type]
@@ -157,9 +122,10 @@ def test_check_shows_only_what_check_did(
 ) -> None:
     """``check`` reads the last job's report: it does not print that job's line as its own."""
     monkeypatch.setenv("DISTPROC_STATE_DIR", str(tmp_path))
-    job = _finish("job", tmp_path, capsys)
-    assert "job: 3/3 tasks in" in job and "==> running the job: 1000 square tasks" in job, job
-    check = _finish("check", tmp_path, capsys)
+    runner = _running(ConsoleEvents(live=False))
+    job = _finish("job", runner, capsys)
+    assert "job: 3/3 tasks in" in job and "==> running the job: 3 square tasks" in job, job
+    check = _finish("check", runner, capsys)
     assert "==> checking the last job's report against the engine" in check, check
     assert "tasks in" not in check and "running the job" not in check, check
     assert "PASS tasks_answered_once: 3/3 ok" in check

@@ -1,0 +1,147 @@
+"""``ClusterRun`` (up, wait, job, check, down) on the in-memory ``FakeBackend``: the layer above
+the backend interface, with no engine (docker-py's fake-API idea, one layer up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from distproc import cli as distproc_cli
+from fake_backend import KEY_PATH, FakeBackend
+
+from orchestrate.backends.base import EngineError
+from orchestrate.cluster import ClusterNotRunning, ClusterRun
+from orchestrate.events import NullEvents
+from orchestrate.model import Cluster, ConfigError, load_cluster, load_cluster_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+TWO_NETS = """\
+name: two
+networks:
+  - {name: a, subnet: 198.18.5.0/28}
+  - {name: b, subnet: 198.18.5.16/28}
+master: {networks: [a]}
+workers:
+  - {name: near, count: 2, networks: [a]}
+  - {name: far, count: 1, networks: [b]}
+job: {kind: square, tasks: 40, batch: 4}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTPROC_STATE_DIR", str(tmp_path / "state"))
+
+
+def _run(cluster: Cluster, backend: FakeBackend | None = None) -> ClusterRun:
+    return ClusterRun(cluster, backend or FakeBackend(), NullEvents())
+
+
+def _checks(outcome: object) -> dict[str, str]:
+    return {c["name"]: c["status"] for c in outcome.checks}  # type: ignore[attr-defined]
+
+
+def test_up_runs_the_default_file_and_every_check_passes() -> None:
+    """The repository's cluster.yaml, as `make cluster-up` runs it, on two fake machines."""
+    backend = FakeBackend(nodes=("m1", "m2"))
+    outcome = _run(load_cluster(REPO / "cluster.yaml"), backend).up()
+    assert outcome.ok, outcome.checks
+    assert set(_checks(outcome)) == {
+        "workers_connected", "tasks_answered_once", "every_worker_contributed",
+        "results_crossed_the_network", "separate_network_namespaces", "isolation",
+    }  # fmt: skip
+    assert outcome.job_report is not None and outcome.job_report.totals.ok == 400
+    # the master was reached through control(), with the address the backend added
+    assert all(argv[1:3] == ["--master", "127.0.0.1:5000"] for argv in backend.controls)
+    status = outcome.inventory.as_status()  # type: ignore[union-attr]
+    assert status["backend"] == "fake" and [n["name"] for n in status["nodes"]] == ["m1", "m2"]
+    assert {w["node"] for w in status["workers"]} == {"m1", "m2"}
+
+
+def test_the_key_is_delivered_as_a_secret_never_in_a_command_or_env_value(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    _run(load_cluster_text(TWO_NETS), backend).up(run_job=False)
+    assert backend.authkey_seen is not None
+    key = backend.authkey_seen.read_text()
+    assert len(key) >= 32
+    for obj in backend.objects.values():
+        assert key not in " ".join(obj.command) and key not in " ".join(obj.env.values())
+    assert {o.env.get("DISTPROC_AUTHKEY_FILE") for o in backend.objects.values() if o.command} == {
+        KEY_PATH
+    }
+
+
+def test_workers_off_the_masters_networks_fail_at_once_with_the_reason() -> None:
+    outcome = _run(load_cluster_text(TWO_NETS)).up()
+    ready = outcome.checks[0]
+    assert ready["name"] == "workers_connected" and ready["status"] == "fail"
+    assert "two-far-0: shares no network with the master" in ready["evidence"]
+    assert outcome.job_report is None  # no job on a cluster that is not ready
+
+
+def test_a_killed_worker_is_named_by_readiness(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    cluster = load_cluster_text(
+        TWO_NETS.replace("count: 1, networks: [b]", "count: 0, networks: [b]")
+    )
+    run = _run(cluster, backend)
+    assert run.up(run_job=False).ok
+    backend.kill("two-near-1")
+    ready = run.wait_ready(timeout=0.1)
+    assert ready["status"] == "fail" and "never connected: two-near-1" in ready["evidence"]
+
+
+def test_job_passes_every_field_and_check_reads_the_last_report_without_a_new_job() -> None:
+    backend = FakeBackend()
+    cluster = load_cluster_text(
+        TWO_NETS.replace("count: 1, networks: [b]", "count: 0, networks: [b]")
+    )
+    run = _run(cluster, backend)
+    run.up(run_job=False)
+    job = run.job({"tasks": 12, "seed": 7})
+    submit = distproc_cli.build_parser().parse_args(backend.controls[-1])
+    assert (submit.command, submit.tasks, submit.seed, submit.kind) == ("submit", 12, 7, "square")
+    assert job.job_ran and job.job_report is not None and job.job_report.totals.ok == 12
+    submits = sum(argv[0] == "submit" for argv in backend.controls)
+    checked = run.check(ready_timeout=1)
+    assert sum(argv[0] == "submit" for argv in backend.controls) == submits  # none more
+    assert not checked.job_ran and checked.ok, checked.checks
+    assert checked.job_report is not None and checked.job_report.totals.tasks == 12
+
+
+def test_up_refused_by_the_engine_rolls_back_what_it_created() -> None:
+    backend = FakeBackend(refuse=("two-near-1", "the engine refuses its cpus"))
+    with pytest.raises(EngineError, match="two-near-1: the engine refuses its cpus"):
+        _run(load_cluster_text(TWO_NETS), backend).up()
+    assert backend.objects == {}  # networks, master and two-near-0 were made, then removed
+
+
+def test_resources_the_engine_lacks_are_a_config_error_and_nothing_is_made() -> None:
+    backend = FakeBackend(cpus=1)
+    more = "master: {networks: [a], resources: {cpus: 2}}"
+    cluster = load_cluster_text(TWO_NETS.replace("master: {networks: [a]}", more))
+    with pytest.raises(ConfigError, match="more than the engine has"):
+        _run(cluster, backend).up()
+    assert backend.objects == {}
+
+
+def test_down_removes_everything_once_and_commands_then_say_it_is_down() -> None:
+    backend = FakeBackend()
+    run = _run(load_cluster_text(TWO_NETS), backend)
+    run.up(run_job=False)
+    made = len(backend.objects)
+    assert made == 2 + 1 + 3  # networks, master, workers
+    assert run.down() == made and run.down() == 0
+    with pytest.raises(ClusterNotRunning, match="cluster 'two' is not running"):
+        run.job()
+
+
+def test_a_second_up_sweeps_what_the_first_left() -> None:
+    backend = FakeBackend()
+    cluster = load_cluster_text(TWO_NETS)
+    _run(cluster, backend).up(run_job=False)
+    first = backend.inventory("two").run
+    _run(cluster, backend).up(run_job=False)
+    inv = backend.inventory("two")
+    assert inv.run != first and len(inv.workers) == 3
