@@ -22,13 +22,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..model.hosts import TESTBED_DIR, TESTBED_HOSTS_FILE
 from ..state import state_dir
 from . import hostsfile
 from .keys import KeyPair, new_keypair, read_keypair
 from .plan import Machine
 
-#: The directory's name under the state directory (``.cluster/testbed``).
-DIR_NAME = "testbed"
+#: The directory's name under the state directory: the model's ``.cluster/testbed``, which
+#: examples/swarm.yaml includes (moved with DISTPROC_STATE_DIR, as a cluster's state).
+DIR_NAME = TESTBED_DIR.name
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class BedFiles:
 
     @property
     def hosts(self) -> Path:
-        return self.root / "hosts.yaml"
+        return self.root / TESTBED_HOSTS_FILE.name
 
     @property
     def key(self) -> Path:

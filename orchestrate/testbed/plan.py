@@ -1,7 +1,9 @@
 """The test bed's names, addresses and subnets, and what ``up`` must change: no Docker here.
 
-The subnet plan, all inside 198.18.64.0/18, the block the project reserves for the test bed
-(only its first /20 is used: 198.18.80-127 would overlap the e2e topologies' 198.18.101-132):
+The subnet plan. Its ranges are the model's (``orchestrate.model.hosts``: the test bed's
+reservation, 198.18.64.0/21, which no cluster network may overlap, and swarm's address pool),
+laid out here; all of it sits in the first /20 of the 198.18.64.0/18 the project set aside for
+the test bed (198.18.80-127 would overlap the e2e topologies' 198.18.101-132):
 
 ===================  =====================================================================
 198.18.64.0/24       ``LAN``: the machines' network on the outer engine; the host is .1,
@@ -10,10 +12,10 @@ The subnet plan, all inside 198.18.64.0/18, the block the project reserves for t
                      each is its own network namespace).
 198.18.66.0/23       ``INNER_POOL``: each inner engine's bridge networks (/24 each), among
                      them swarm's docker_gwbridge.
-198.18.68.0/22       ``SWARM_POOL``: reserved for ``docker swarm init --default-addr-pool``
-                     (the ingress and overlays given no subnet).
-198.18.72.0/21       ``OVERLAYS``: reserved for the cluster's overlays (examples/swarm.yaml
-                     gives them explicit subnets there).
+198.18.68.0/22       ``SWARM_POOL``: ``docker swarm init --default-addr-pool`` (provisioning:
+                     the ingress, and overlays given no subnet).
+198.18.72.0/21       ``OVERLAYS``: the cluster's overlays (examples/swarm.yaml gives them
+                     explicit subnets there).
 ===================  =====================================================================
 
 Everything stays inside 198.18.0.0/15, the only range this project may send traffic to.
@@ -29,21 +31,29 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from ..model import OrchestrateError
+from ..model.hosts import (
+    SWARM_ADDRESS_POOL,
+    SWARM_POOL_SUBNET_SIZE,
+    TESTBED_ENGINE_POOLS,
+    TESTBED_LAN,
+    TESTBED_RESERVED,
+)
 
-#: The project's reservation for the test bed (BRIEF), and the part of it the plan uses.
-RESERVED = IPv4Network("198.18.64.0/18")
-BLOCK = IPv4Network("198.18.64.0/20")
+#: The model's reservation, and with the overlays above it, all the plan uses.
+RESERVED = TESTBED_RESERVED
+BLOCK = IPv4Network((RESERVED.network_address, RESERVED.prefixlen - 1))
 
-LAN = IPv4Network("198.18.64.0/24")
-LAN_GATEWAY = IPv4Address("198.18.64.1")
+LAN = TESTBED_LAN
+LAN_GATEWAY = LAN.network_address + 1
 #: tb-1 is LAN .11, tb-2 .12...: the first addresses stay free for the host and later needs.
 FIRST_HOST_OFFSET = 10
-INNER_BIP = "198.18.65.1/24"
-INNER_POOL = IPv4Network("198.18.66.0/23")
+#: The engine pools' first /24 is docker0; the next two, as one /23, its bridge networks.
+INNER_BIP = f"{TESTBED_ENGINE_POOLS[0].network_address + 1}/{TESTBED_ENGINE_POOLS[0].prefixlen}"
+INNER_POOL = IPv4Network((TESTBED_ENGINE_POOLS[1].network_address, 23))
 INNER_POOL_SIZE = 24
-SWARM_POOL = IPv4Network("198.18.68.0/22")
-SWARM_POOL_SIZE = 24
-OVERLAYS = IPv4Network("198.18.72.0/21")
+SWARM_POOL = SWARM_ADDRESS_POOL
+SWARM_POOL_SIZE = SWARM_POOL_SUBNET_SIZE
+OVERLAYS = IPv4Network((RESERVED.broadcast_address + 1, RESERVED.prefixlen))
 
 #: The Docker names of the LAN network and of the machines (tb-1...), and their volumes.
 NETWORK_NAME = "distproc-testbed"

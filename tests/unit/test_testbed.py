@@ -63,8 +63,11 @@ def test_the_subnets_are_disjoint_and_inside_the_reserved_block() -> None:
     nets = plan.subnets()
     assert set(nets) == {"lan", "inner_bip", "inner_pool", "swarm_pool", "overlays"}
     for name, net in nets.items():
-        assert net.subnet_of(plan.BLOCK) and plan.BLOCK.subnet_of(plan.RESERVED), name
+        assert net.subnet_of(plan.BLOCK), name
         assert net.subnet_of(ipaddress.IPv4Network("198.18.0.0/15")), name
+        # the model's reservation (no cluster network may overlap it) holds all but overlays
+        assert net.subnet_of(plan.RESERVED) == (name != "overlays"), name
+    assert plan.BLOCK.subnet_of(ipaddress.IPv4Network("198.18.64.0/18"))  # the project's
     items = list(nets.items())
     for i, (a, na) in enumerate(items):
         for b, nb in items[i + 1 :]:
@@ -397,3 +400,34 @@ def test_the_testbed_commands_parse() -> None:
 def test_the_key_comment_is_base64_clean() -> None:
     blob = new_keypair("c").public.split()[1]
     assert base64.b64decode(blob)[4:15] == b"ssh-ed25519"
+
+
+# -- what the model reads ---------------------------------------------------------------------
+
+
+def test_examples_swarm_yaml_loads_the_written_hosts_file(tmp_path: Path) -> None:
+    """The agreed format, read by the model's own loader: examples/swarm.yaml beside a
+    state directory as ``testbed up`` writes it (the key and known_hosts relative to it)."""
+    from orchestrate.model import load_cluster
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "examples").mkdir()
+    example = tmp_path / "examples" / "swarm.yaml"
+    example.write_text((repo / "examples" / "swarm.yaml").read_text())
+    files = BedFiles(tmp_path / ".cluster" / "testbed")
+    files.ensure_root()
+    ms = plan.machines(3)
+    files.keypair(files.key, "c")
+    keys = {m.name: files.keypair(files.host_key(m.name), m.name)[0] for m in ms}
+    write(files.known_hosts, known_hosts_text((m, keys[m.name]) for m in ms).encode())
+    write(files.hosts, hostsfile.render(ms).encode())
+
+    warnings: list = []
+    cluster = load_cluster(str(example), warnings)
+    got = [(h.name, h.address, h.user, h.role, h.labels) for h in cluster.hosts]
+    assert got == [
+        (m.name, str(m.address), "root", m.role, {"testbed": "true", "machine": m.name}) for m in ms
+    ]
+    assert {h.key_file for h in cluster.hosts} == {str(files.key)}
+    assert {h.known_hosts for h in cluster.hosts} == {str(files.known_hosts)}
+    assert not warnings, warnings
