@@ -129,7 +129,9 @@ class Bootstrap:
         return ["debootstrap", "--variant=minbase", *include, self.suite, str(root)]
 
 
-_PACKAGE_LINE = re.compile(r"^I: (Retrieving|Validating|Unpacking|Configuring) (\S+)")
+#: One line per package and phase; Extracting (the required packages only, before they are
+#: unpacked again) is not counted, and not shown either.
+_PACKAGE_LINE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S")
 _PACKAGE_PHASES = ("Retrieving", "Validating", "Unpacking", "Configuring")
 
 
@@ -148,7 +150,8 @@ class DebootstrapProgress:
         m = _PACKAGE_LINE.match(line)
         if m is None:
             return False
-        self.counts[m.group(1)] += 1
+        if m.group(1) in self.counts:
+            self.counts[m.group(1)] += 1
         return True
 
     @property

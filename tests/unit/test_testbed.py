@@ -358,6 +358,7 @@ def test_debootstrap_progress_counts_four_steps_a_package() -> None:
     for pkg in ("a", "b"):  # retrieved and validated one by one
         assert p.feed(f"I: Retrieving {pkg} 1.0")
         assert p.feed(f"I: Validating {pkg} 1.0")
+    assert p.feed("I: Extracting a...")  # not shown, not counted
     assert (p.done, p.total) == (4, 12)  # still the hint: unpacking has not started
     for step in ("Unpacking", "Configuring"):
         for pkg in ("a", "b"):
