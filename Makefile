@@ -12,9 +12,11 @@ FILE   ?= cluster.yaml
 PYTEST_ARGS ?=
 # more arguments for the orchestrate command behind a target: make job ARGS='--kind io'
 ARGS   ?=
+# how many test machines `make testbed-up` makes (orchestrate testbed up --hosts)
+HOSTS  ?= 3
 
 .PHONY: cluster-up cluster-down status logs job check validate graph test test-unit e2e \
-        bench bench-quick lint readme
+        bench bench-quick lint readme testbed-up testbed-down
 
 # A failed install removes .venv, so that the next call tries again instead of trusting it.
 $(STAMPS)/base: pyproject.toml
@@ -51,6 +53,13 @@ validate: $(STAMPS)/base
 
 graph: $(STAMPS)/base
 	$(BIN)/orchestrate graph -f $(FILE) $(ARGS)
+
+# The test bed: HOSTS machines with sshd and their own dockerd, and .cluster/testbed/hosts.yaml.
+testbed-up: $(STAMPS)/base
+	$(BIN)/orchestrate testbed up --hosts $(HOSTS) $(ARGS)
+
+testbed-down: $(STAMPS)/base
+	$(BIN)/orchestrate testbed down $(ARGS)
 
 test: $(STAMPS)/test
 	$(BIN)/pytest $(PYTEST_ARGS) tests

@@ -410,8 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_graph)
 
     from .hosts.cli import register as register_hosts
+    from .testbed.cli import register as register_testbed
 
     register_hosts(commands)
+    register_testbed(commands)
     for sub in commands.choices.values():  # one flag, on every command
         sub.add_argument(
             "-v", "--verbose", action="store_true", help="show the engine's raw errors"

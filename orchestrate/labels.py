@@ -33,6 +33,11 @@ TEST = f"{PREFIX}.test"
 #: The master's port, and the host path of the key file it mounts (a path, never the key).
 PORT = f"{PREFIX}.port"
 AUTHKEY_FILE = f"{PREFIX}.authkey_file"
+#: On every object of the multi-host test bed (``orchestrate testbed``): the value is always
+#: "true". ``testbed down`` removes exactly what carries it (its cached image stays).
+TESTBED = f"{PREFIX}.testbed"
+#: A test bed machine's name (its container and its volume): tb-1, tb-2...
+MACHINE = f"{PREFIX}.machine"
 
 #: On every swarm node distproc provisioned: the host's name in ``hosts:``, which placement
 #: constraints name (``node.labels.io.distproc.host == tb-2``).
@@ -51,6 +56,10 @@ ROLE_NETWORK = "network"
 ROLE_IMAGE = "image"
 ROLE_BASE = "base-image"
 ROLE_SECRET = "secret"
+ROLE_TESTBED_MACHINE = "testbed-machine"
+ROLE_TESTBED_NETWORK = "testbed-network"
+ROLE_TESTBED_VOLUME = "testbed-volume"
+ROLE_TESTBED_IMAGE = "testbed-image"
 
 
 def for_cluster(cluster: str, run: str, role: str, **extra: str) -> dict[str, str]:
@@ -64,3 +73,16 @@ def for_cluster(cluster: str, run: str, role: str, **extra: str) -> dict[str, st
 def cluster_filter(cluster: str) -> dict[str, list[str]]:
     """A Docker ``filters`` argument matching every object of ``cluster``."""
     return {"label": [f"{MANAGED}=true", f"{CLUSTER}={cluster}"]}
+
+
+def for_testbed(role: str, **extra: str) -> dict[str, str]:
+    """The labels of a test bed object; ``extra`` as in ``for_cluster`` (``machine=``)."""
+    labels = {MANAGED: "true", TESTBED: "true", ROLE: role}
+    labels.update({_BY_NAME[k]: v for k, v in extra.items()})
+    return labels
+
+
+def testbed_filter(role: str = "") -> dict[str, list[str]]:
+    """A Docker ``filters`` argument matching the test bed's objects (of one ``role``)."""
+    wanted = [TESTBED] + ([f"{ROLE}={role}"] if role else [])  # the key, whatever its value
+    return {"label": wanted}

@@ -16,6 +16,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -105,50 +108,146 @@ def resolve_base(client: docker.DockerClient, setting: str, events: Events) -> s
     return LOCAL_BASE
 
 
+@dataclass(frozen=True)
+class Bootstrap:
+    """An image made offline: ``debootstrap --variant=minbase --include=...`` into a
+    directory, ``files`` written into it, ``remove`` (globs) taken out, then ``docker import``
+    with ``changes`` (Dockerfile instructions: LABEL, CMD, ENTRYPOINT)."""
+
+    ref: str
+    include: tuple[str, ...]
+    changes: tuple[str, ...]
+    #: path in the root file system -> (content, mode)
+    files: Mapping[str, tuple[bytes, int]] = field(default_factory=dict)
+    remove: tuple[str, ...] = ("var/cache/apt/archives", "var/lib/apt/lists")
+    suite: str = SUITE
+    #: about how many packages debootstrap installs: the progress bar's first total
+    packages_hint: int = 0
+
+    def command(self, root: Path) -> list[str]:
+        include = [f"--include={','.join(self.include)}"] if self.include else []
+        return ["debootstrap", "--variant=minbase", *include, self.suite, str(root)]
+
+
+#: One line per package and phase; Extracting (the required packages only, before they are
+#: unpacked again) is not counted, and not shown either.
+_PACKAGE_LINE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S")
+_PACKAGE_PHASES = ("Retrieving", "Validating", "Unpacking", "Configuring")
+
+
+class DebootstrapProgress:
+    """Progress through debootstrap's output: each package is retrieved, validated, unpacked
+    and configured, one ``I: <Phase> <package>`` line each. How many packages there are is
+    known only once retrieval ends; until then the total is ``hint`` (or what was retrieved
+    so far, if more)."""
+
+    def __init__(self, hint: int = 0) -> None:
+        self.hint = hint
+        self.counts = dict.fromkeys(_PACKAGE_PHASES, 0)
+
+    def feed(self, line: str) -> bool:
+        """Count ``line``; True if it was one package's step (not worth a line by itself)."""
+        m = _PACKAGE_LINE.match(line)
+        if m is None:
+            return False
+        if m.group(1) in self.counts:
+            self.counts[m.group(1)] += 1
+        return True
+
+    @property
+    def packages(self) -> int:
+        """How many packages: the hint (or more) until unpacking starts, then exact (every
+        package is retrieved and validated, one by one, before any is unpacked)."""
+        seen = self.counts["Retrieving"]
+        return max(seen, self.hint) if self.counts["Unpacking"] == 0 else max(seen, 1)
+
+    @property
+    def done(self) -> int:
+        return min(sum(self.counts.values()), self.total)
+
+    @property
+    def total(self) -> int:
+        return len(_PACKAGE_PHASES) * max(self.packages, 1)
+
+
 def bootstrap_base(client: docker.DockerClient, events: Events) -> None:
     """Make ``distproc-base:bookworm`` offline-friendly: debootstrap + ``docker import``."""
     events.step(
         f"no Python base image and no registry: bootstrapping {LOCAL_BASE} with debootstrap "
         "(once, about a minute; needs root and Debian's package mirror)"
     )
+    spec = Bootstrap(
+        ref=LOCAL_BASE,
+        include=("python3",),
+        changes=(
+            f"LABEL {labels.MANAGED}=true {labels.ROLE}={labels.ROLE_BASE}",
+            'CMD ["python3"]',
+        ),
+        packages_hint=100,
+    )
+    bootstrap_image(client, spec, events)
+    events.info(f"{LOCAL_BASE} is ready; later runs reuse it")
+
+
+def bootstrap_image(client: docker.DockerClient, spec: Bootstrap, events: Events) -> str:
+    """Debootstrap ``spec`` and import it as ``spec.ref``; the new image's id. Progress by
+    package; on failure the last lines of debootstrap's output are in the error."""
     if os.geteuid() != 0:
         raise ImageError(
-            "bootstrapping a base image needs root (debootstrap). Run `make cluster-up` as "
+            f"bootstrapping {spec.ref} needs root (debootstrap). Run `make cluster-up` as "
             "root once, or pull a slim Python image (docker pull python:3.12-slim), or set "
             "images.base in cluster.yaml"
         )
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed: apt-get install -y debootstrap")
-    with tempfile.TemporaryDirectory(prefix="distproc-base-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="distproc-bootstrap-") as tmp:
         root = Path(tmp) / "root"
-        cmd = ["debootstrap", "--variant=minbase", "--include=python3", SUITE, str(root)]
+        progress = DebootstrapProgress(spec.packages_hint)
+        tail: deque[str] = deque(maxlen=20)
         with subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            spec.command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as proc:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                events.detail(line.rstrip())
+            for raw in proc.stdout:
+                line = raw.rstrip()
+                tail.append(line)
+                if progress.feed(line):
+                    events.progress("debootstrap", progress.done, progress.total, "debootstrap")
+                else:
+                    events.detail(line)
         if proc.returncode != 0:
-            raise ImageError(f"debootstrap failed (exit {proc.returncode}); see the lines above")
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            shutil.rmtree(root / junk, ignore_errors=True)
+            raise ImageError(
+                f"debootstrap failed (exit {proc.returncode}); its last lines:\n" + "\n".join(tail)
+            )
+        events.progress("debootstrap", progress.total, progress.total, "debootstrap")
+        for pattern in spec.remove:
+            for junk in root.glob(pattern):
+                if junk.is_dir() and not junk.is_symlink():
+                    shutil.rmtree(junk)
+                else:
+                    junk.unlink()
+        for name, (content, mode) in spec.files.items():
+            target = root / name.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            target.chmod(mode)
         archive = Path(tmp) / "rootfs.tar"
         events.info("packing the root file system")
         with tarfile.open(archive, "w") as tar:
             for entry in sorted(root.iterdir()):
                 tar.add(entry, arcname=entry.name)
-        events.info(f"importing it as {LOCAL_BASE}")
-        repo, tag = LOCAL_BASE.split(":")
-        client.api.import_image_from_file(
-            str(archive),
-            repository=repo,
-            tag=tag,
-            changes=[
-                f"LABEL {labels.MANAGED}=true {labels.ROLE}={labels.ROLE_BASE}",
-                'CMD ["python3"]',
-            ],
-        )
-    events.info(f"{LOCAL_BASE} is ready; later runs reuse it")
+        events.info(f"importing it as {spec.ref}")
+        repo, tag = spec.ref.split(":")
+        try:
+            client.api.import_image_from_file(
+                str(archive), repository=repo, tag=tag, changes=list(spec.changes)
+            )
+        except docker.errors.APIError as exc:
+            raise ImageError(f"importing {spec.ref} failed: {exc.explanation or exc}") from None
+    image = _exists(client, spec.ref)
+    if image is None:
+        raise ImageError(f"importing {spec.ref} produced no image")
+    return image.id
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+)")

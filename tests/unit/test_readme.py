@@ -156,6 +156,7 @@ def _check_make(words: list[str]) -> str | None:
             if not orchestrate:
                 continue
             rest = rest.replace("$(FILE)", values.get("FILE", "cluster.yaml"))
+            rest = rest.replace("$(HOSTS)", values.get("HOSTS", "3"))
             argv = [w for w in shlex.split(rest) if w != "$(ARGS)"]
             argv += shlex.split(values.get("ARGS", ""))
             if error := parse_error(orchestrate_parser(), argv):
