@@ -189,16 +189,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     from rich.table import Table
 
-    table = Table(title=f"cluster {name!r} (run {inv.run})")
-    for col in ("container", "role", "state", "addresses"):
+    table = Table(title=f"cluster {name!r} (run {inv.run}, backend {inv.backend})")
+    machines = len(inv.nodes) > 1
+    for col in ("container", "role", "state", "addresses", *(["machine"] if machines else [])):
         table.add_column(col)
     from .checks import by_address
 
     for c in [*([inv.master] if inv.master else []), *inv.workers, *by_address(inv.others)]:
         role = c.role or "joined by hand"
         addrs = ", ".join(f"{net} {ip}" for net, ip in c.addresses.items())
-        table.add_row(c.name, role + (f" ({c.group})" if c.group else ""), c.state, addrs)
+        row = [c.name, role + (f" ({c.group})" if c.group else ""), c.state, addrs]
+        table.add_row(*row, *([c.node] if machines else []))
     console.print(table)
+    if machines:
+        for node in inv.nodes:
+            console.print(f"machine {node.name}: {node.address} {node.role}, {node.state}")
     for n in inv.networks:
         console.print(
             f"network {n.name}: {n.engine_name} {n.subnet}" + (" internal" if n.internal else "")

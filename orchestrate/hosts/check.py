@@ -77,7 +77,7 @@ def check(cluster: Cluster, events: Events, trust_new: bool = False) -> list[Hos
         group = ThreadingGroup.from_connections(list(connections.values()))
         by_conn = {id(c): name for name, c in connections.items()}
         try:
-            results = group.run(PROBE.format(esp=ESP_PROBE), hide=True, warn=True)
+            results = group.run(PROBE.replace("{esp}", ESP_PROBE), hide=True, warn=True)
         except GroupException as exc:
             results = exc.result
         for conn, result in results.items():

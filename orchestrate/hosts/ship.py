@@ -37,14 +37,19 @@ def _ship_one(local: object, host: Host, image_id: str, size: int, events: objec
     try:
         channel = client.get_transport().open_session()  # type: ignore[union-attr]
         channel.exec_command("docker load --quiet")
-        sent = 0
+        sent, shown = 0, -1
+        # the tar is a little larger than the image's size: progress in tenths of that size,
+        # so that a plain log (CI) gets about ten lines, not one per MiB
+        total = max(size // MIB, 1)
         stream = local.api.get_image(image_id, chunk_size=CHUNK)  # type: ignore[attr-defined]
         for chunk in stream:
             channel.sendall(chunk)
             sent += len(chunk)
-            if events is not None:
+            tenth = min(10, 10 * sent // MIB // total)
+            if events is not None and tenth != shown:
+                shown = tenth
                 events.progress(  # type: ignore[attr-defined]
-                    f"ship-{host.name}", sent // MIB, max(size, sent) // MIB,
+                    f"ship-{host.name}", total * tenth // 10, total,
                     f"MiB of {image_id[7:19]} to {host.name}",
                 )  # fmt: skip
         channel.shutdown_write()

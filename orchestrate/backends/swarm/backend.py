@@ -25,7 +25,7 @@ import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
 from ... import labels, remote
-from ...events import Events, NullEvents
+from ...events import Events
 from ...model import Cluster, Host
 from ..base import (
     Backend,
@@ -46,6 +46,7 @@ from . import specs
 #: Bounds on waiting for Swarm (it converges asynchronously).
 REMOVE_WAIT = 60.0
 PROBE_WAIT = 90.0
+MASTER_WAIT = 120.0
 POLL = 0.5
 #: Task states of a task that is, or will soon be, running (Swarm's own words).
 LIVE_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready",
@@ -172,6 +173,7 @@ class SwarmBackend(Backend):
                     cluster, run, images.master, images.worker, secret_ref, network_ids
                 )
             )
+        self._wait_master_running(cluster, events)
         for group in cluster.workers:
             name = specs.group_service(cluster, group.name)
             events.step(f"starting the service {name} ({group.count} replicas)")
@@ -181,6 +183,24 @@ class SwarmBackend(Backend):
                         cluster, group, run, images.worker, secret_ref, network_ids
                     )
                 )
+
+    def _wait_master_running(self, cluster: Cluster, events: Events) -> None:
+        """Until the master's task runs (Swarm schedules it asynchronously), so that ``create``
+        returns with the master started, as on the local engine; bounded, and a task that
+        Swarm cannot place or start is named with Swarm's own reason."""
+        api = self.manager.api
+        deadline = time.monotonic() + MASTER_WAIT
+        while True:
+            tasks = api.tasks(filters={"service": cluster.master_name})
+            if any(t["Status"]["State"] == "running" for t in tasks):
+                return
+            if time.monotonic() > deadline:
+                why = "; ".join(_task_status(t) for t in tasks) or "no task scheduled"
+                raise EngineError(
+                    f"the master service {cluster.master_name} did not start within "
+                    f"{MASTER_WAIT:.0f}s ({why})"
+                )
+            time.sleep(POLL)
 
     def worker_names(self, cluster: Cluster) -> list[str]:
         return specs.worker_names(cluster)
@@ -199,7 +219,7 @@ class SwarmBackend(Backend):
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_service(service["ID"])
                     removed += 1
-        self._wait_containers_gone(cluster_name, run, events)
+        self._wait_containers_gone(cluster_name, run)
         with engine_call("remove", f"the networks and secrets of cluster {cluster_name!r}"):
             for net in api.networks(filters=flt):
                 removed += self._remove_network(api, net["Id"])
@@ -225,10 +245,15 @@ class SwarmBackend(Backend):
                     raise
                 time.sleep(POLL)
 
-    def _wait_containers_gone(self, cluster_name: str, run: str | None, events: Events) -> None:
+    def _wait_containers_gone(
+        self, cluster_name: str, run: str | None, role: str | None = None
+    ) -> None:
+        """Until no container of the cluster (of ``run``, of ``role``) is left on any node."""
         flt = labels.cluster_filter(cluster_name)
         if run is not None:
             flt["label"].append(f"{labels.RUN}={run}")
+        if role is not None:
+            flt["label"].append(f"{labels.ROLE}={role}")
         deadline = time.monotonic() + REMOVE_WAIT
         for host in self.hosts:
             while True:
@@ -456,7 +481,7 @@ class SwarmBackend(Backend):
             if service is not None:
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_service(service["ID"])
-            self._wait_containers_gone(cluster.name, run, NullEvents())
+            self._wait_containers_gone(cluster.name, run, labels.ROLE_PROBE)
             self._remove_network(api, net["Id"])
 
     def _wait_done(self, api: Any, service_id: str) -> dict[str, Any]:
@@ -486,6 +511,11 @@ class SwarmBackend(Backend):
             if not any(candidate.overlaps(u) for u in used):
                 return candidate
         raise EngineError(f"no free /28 left in {PROBE_RANGE} for a probe network")
+
+
+def _task_status(task: dict[str, Any]) -> str:
+    status = task["Status"]
+    return f"{status['State']}: {status.get('Err') or status.get('Message', '')}"
 
 
 def _version(task: dict[str, Any]) -> int:
