@@ -160,3 +160,10 @@ def _use_our_ssh(client: docker.DockerClient, ssh: paramiko.SSHClient, host: Hos
         "username": host.user,
         **_connect_kwargs(host, CONNECT_TIMEOUT),
     }
+
+
+def alive(client: docker.DockerClient) -> bool:
+    """Whether a client from ``engine()`` still has its ssh session (a machine that died
+    leaves a client whose every call fails with "SSH session not active")."""
+    transport = client.api._custom_adapter.ssh_client.get_transport()  # see _use_our_ssh
+    return transport is not None and transport.is_active()

@@ -107,10 +107,11 @@ class Inventory:
 
     def remember(self, earlier: Inventory) -> Inventory:
         """Keep the addresses ``earlier`` saw for containers that have stopped or gone since:
-        a worker that left during a job is still who its results came from."""
-        now = {c.name: c for c in [*self.workers, *self.others]}
+        a worker that left during a job is still who its results came from. A container is
+        the same one by its id (a swarm task rescheduled under the same name is another)."""
+        now = {c.id or c.name: c for c in [*self.workers, *self.others]}
         for c in [*earlier.workers, *earlier.others]:
-            current = now.get(c.name)
+            current = now.get(c.id or c.name)
             if current is None:
                 gone = replace(c, state="gone", addresses=dict(c.addresses))
                 (self.workers if c.managed else self.others).append(gone)

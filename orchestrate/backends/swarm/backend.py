@@ -17,11 +17,13 @@ import contextlib
 import ipaddress
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+import paramiko
 from docker.types import IPAMConfig, IPAMPool
 
 from ... import labels, remote
@@ -64,6 +66,7 @@ class SwarmBackend(Backend):
         self.hosts = hosts
         self._local = local
         self._engines: dict[str, docker.DockerClient] = {}
+        self.unreachable: list[str] = []
 
     @classmethod
     def for_cluster(cls, cluster: Cluster) -> SwarmBackend:
@@ -71,10 +74,26 @@ class SwarmBackend(Backend):
 
     # -- engines -----------------------------------------------------------------------------
     def engine(self, host: Host) -> docker.DockerClient:
-        """``host``'s engine over ssh, connected once and kept."""
-        if host.name not in self._engines:
-            self._engines[host.name] = remote.engine(host)
-        return self._engines[host.name]
+        """``host``'s engine over ssh, connected once and kept (again after its session died:
+        a machine that went down and came back)."""
+        client = self._engines.get(host.name)
+        if client is None or not remote.alive(client):
+            self._engines[host.name] = client = remote.engine(host)
+        return client
+
+    def answering(self) -> Iterator[tuple[Host, docker.DockerClient]]:
+        """(host, engine) of every host that answers now; the others are left out, and
+        named in ``self.unreachable`` (a machine lost: its containers went with it)."""
+        self.unreachable = []
+        for host in self.hosts:
+            try:
+                client = self.engine(host)
+                client.ping()
+            except (EngineError, docker.errors.DockerException, OSError,
+                    paramiko.SSHException) as exc:  # fmt: skip
+                self.unreachable.append(f"{host.name} ({exc})")
+                continue
+            yield host, client
 
     @property
     def manager(self) -> docker.DockerClient:
@@ -255,10 +274,10 @@ class SwarmBackend(Backend):
         if role is not None:
             flt["label"].append(f"{labels.ROLE}={role}")
         deadline = time.monotonic() + REMOVE_WAIT
-        for host in self.hosts:
+        for host, client in list(self.answering()):
             while True:
                 with engine_call("list", f"the containers on {host.name}"):
-                    left = self.engine(host).api.containers(all=True, filters=flt)
+                    left = client.api.containers(all=True, filters=flt)
                 if not left:
                     break
                 if time.monotonic() > deadline:
@@ -309,7 +328,7 @@ class SwarmBackend(Backend):
             inv.networks.sort(key=lambda n: n.name)
             for service in api.services(filters=flt):
                 self._add_tasks(inv, api, service, by_id, node_names)
-        inv.workers.sort(key=lambda w: (w.group, _slot(w.name)))
+        inv.workers.sort(key=lambda w: (w.group, _slot(w.identity or w.name), w.name))
         self._add_sandboxes(inv, nodes)
         return inv
 
@@ -326,23 +345,30 @@ class SwarmBackend(Backend):
         if role not in (labels.ROLE_MASTER, labels.ROLE_WORKER):
             return
         name = service["Spec"]["Name"]
-        newest: dict[int, dict[str, Any]] = {}
+        by_slot: dict[int, list[dict[str, Any]]] = {}
         for task in api.tasks(filters={"service": service["ID"]}):
-            slot = int(task.get("Slot") or 0)
-            if slot not in newest or _version(task) > _version(newest[slot]):
-                newest[slot] = task
-        for slot, task in sorted(newest.items()):
-            info = _task_info(task, name, role, slot, nets, node_names)
-            info.group = spec_labels.get(labels.GROUP, "")
+            by_slot.setdefault(int(task.get("Slot") or 0), []).append(task)
+        for slot, tasks in sorted(by_slot.items()):
+            tasks.sort(key=_newest_first)
+            newest = _task_info(tasks[0], name, role, slot, nets, node_names)
+            newest.group = spec_labels.get(labels.GROUP, "")
             if role == labels.ROLE_MASTER:
-                inv.master = info
+                inv.master = newest
                 inv.run = spec_labels.get(labels.RUN, "")
                 inv.port = int(spec_labels.get(labels.PORT, "0"))
                 inv.images["master"] = spec_labels.get(labels.IMAGE, "")
                 inv.images.setdefault("worker", spec_labels.get(labels.WORKER_IMAGE, ""))
-            else:
-                inv.workers.append(info)
-                inv.images["worker"] = spec_labels.get(labels.IMAGE, "")
+                continue
+            inv.workers.append(newest)
+            inv.images["worker"] = spec_labels.get(labels.IMAGE, "")
+            # earlier tasks of the slot (Swarm keeps a few): a task whose machine was lost
+            # still owns the addresses its results came from, under its own name
+            for task in tasks[1:]:
+                earlier = _task_info(task, name, role, slot, nets, node_names)
+                if earlier.addresses:
+                    earlier.name = f"{newest.name}.{task['ID'][:10]}"
+                    earlier.group = newest.group
+                    inv.workers.append(earlier)
 
     def _add_sandboxes(self, inv: Inventory, nodes: dict[str, dict[str, Any]]) -> None:
         """Each running task's network namespace, from its node's engine (best effort: a
@@ -351,18 +377,12 @@ class SwarmBackend(Backend):
         for c in [*([inv.master] if inv.master else []), *inv.workers]:
             if c.state == "running" and c.id:
                 by_node.setdefault(c.node, []).append(c)
-        for host in self.hosts:
-            wanted = by_node.get(host.name)
-            if not wanted:
-                continue
-            try:
-                client = self.engine(host)
-                for c in wanted:
+        for host, client in self.answering():
+            for c in by_node.get(host.name, []):
+                with contextlib.suppress(docker.errors.DockerException):
                     attrs = client.api.inspect_container(c.id)
                     settings = attrs.get("NetworkSettings") or {}
                     c.sandbox = settings.get("SandboxKey") or settings.get("SandboxID", "")
-            except (EngineError, docker.errors.DockerException):
-                continue
 
     def _running_task(self, cluster_name: str, service: str) -> tuple[Host, str]:
         """(the host, the container id) of the running task of ``service``."""
@@ -404,9 +424,9 @@ class SwarmBackend(Backend):
         """(host, container) for every container of the cluster on every node (running or
         not), or those of one task (``alpha-1`` or ``<cluster>-alpha-1``)."""
         wanted = None if name is None else {name, f"{cluster_name}-{name}"}
-        for host in self.hosts:
+        for host, client in list(self.answering()):
             with engine_call("list", f"the containers on {host.name}"):
-                found = self.engine(host).containers.list(
+                found = client.containers.list(
                     all=True, filters=labels.cluster_filter(cluster_name)
                 )
             for c in found:
@@ -436,6 +456,11 @@ class SwarmBackend(Backend):
                 path = directory / f"{_hostname(c)}@{host.name}-{c.short_id}.log"
                 path.write_bytes(c.logs())
                 paths.append(path)
+        if self.unreachable:
+            path = directory / "unreachable-hosts.txt"
+            path.write_text("no logs from these hosts (they did not answer):\n"
+                            + "\n".join(self.unreachable) + "\n")  # fmt: skip
+            paths.append(path)
         return paths
 
     def memory_usage(self, cluster_name: str) -> dict[str, int]:
@@ -518,8 +543,16 @@ def _task_status(task: dict[str, Any]) -> str:
     return f"{status['State']}: {status.get('Err') or status.get('Message', '')}"
 
 
-def _version(task: dict[str, Any]) -> int:
-    return int(task["Version"]["Index"])
+def _newest_first(task: dict[str, Any]) -> tuple[bool, float]:
+    """The task Swarm wants running first, then the most recently created: a task's version
+    moves on whenever its state does (the lost machine's, when it comes back), not only when
+    it is made."""
+    created = task.get("CreatedAt", "")
+    try:
+        stamp = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        stamp = 0.0
+    return (task.get("DesiredState") != "running", -stamp)
 
 
 def _slot(name: str) -> int:
