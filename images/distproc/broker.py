@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import queue
 import secrets
 import socket
@@ -63,6 +64,7 @@ class Broker:
             "pid": os.getpid(),
             "netns": netns(),
             "instance": self.instance,
+            "python": platform.python_version(),  # as workers report theirs (identity.py)
         }
 
     # -- workers ---------------------------------------------------------------------------

@@ -1,8 +1,15 @@
 """The worker's pools of threads and processes, and pool processes that die with the worker.
 
-Pool processes ignore SIGINT/SIGTERM: the worker drains them in order. So when the worker is
-killed outright (SIGKILL, the OOM killer), nothing used to end them: they ran on for good,
-re-parented to pid 1. ``init_pool_process`` ties each pool process to the worker:
+Pool processes ignore SIGINT (a Ctrl-C reaches the whole process group): the worker drains
+them in order. SIGTERM ends them, and must: since 3.12 it is how ProcessPoolExecutor stops
+the other processes of a broken pool (CPython gh-94777: no more sentinels), and it joins them
+while it holds its shutdown lock. Ignored (as it was, and as a forked process inherits the
+worker's handler otherwise), a task that killed its process hung the worker for good on 3.13
+and 3.14, measured in their images; 3.11 also sent them a sentinel, so it did not.
+
+When the worker is killed outright (SIGKILL, the OOM killer), nothing used to end its pool
+processes: they ran on for good, re-parented to pid 1. ``init_pool_process`` ties each pool
+process to the worker:
 
 - on Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills it when its parent dies;
 - then it compares ``os.getppid()`` with the parent pid taken before the fork or spawn: a
@@ -86,15 +93,32 @@ def _watch(parent: int, worker: int) -> None:
     os._exit(PARENT_GONE)
 
 
+#: What a pool process does with the signals the worker handles (see above).
+POOL_SIGNALS = {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL}
+
+
+def as_pool_process(signum: int) -> None:
+    """For the worker's signal handler, when it runs in a process forked from the worker
+    before ``init_pool_process`` replaced it: do what a pool process does. A pool can break
+    (and the executor send SIGTERM) while its last process is starting, so this happens:
+    measured once in 6 runs of a crashing task on 3.13 with fork, where the new process
+    logged the worker's "SIGTERM: stopping" and ran on, and the worker hung."""
+    action = POOL_SIGNALS.get(signal.Signals(signum), signal.SIG_DFL)
+    signal.signal(signum, action)
+    if action == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
+
+
 def init_pool_process(
     parent: int | None, worker: int | None = None, use_prctl: bool = True
 ) -> None:
-    """The initializer of every pool process: leave SIGINT/SIGTERM to the worker, which
-    drains in order, and die with it. ``parent``: the pid that starts this process, taken
-    before the fork or spawn (None: unknown, follow the parent found now); ``worker``: the
-    worker's pid, when it is not the parent (``forkserver``)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """The initializer of every pool process: leave SIGINT to the worker, which drains in
+    order, end on SIGTERM (the executor's stop, see above), and die with the worker.
+    ``parent``: the pid that starts this process, taken before the fork or spawn (None:
+    unknown, follow the parent found now); ``worker``: the worker's pid, when it is not the
+    parent (``forkserver``)."""
+    for sig, action in POOL_SIGNALS.items():
+        signal.signal(sig, action)
     if parent is None:
         parent = os.getppid()
     if worker is None:
@@ -178,5 +202,5 @@ class Pools:
         for pool in self._pools.values():
             if terminate and isinstance(pool, ProcessPoolExecutor):
                 for proc in stdlib_private.pool_processes(pool):
-                    proc.kill()  # SIGKILL: pool processes ignore SIGTERM (see the initializer)
+                    proc.kill()  # SIGKILL: whatever a hung task does with signals
             pool.shutdown(wait=False, cancel_futures=True)

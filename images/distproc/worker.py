@@ -26,6 +26,7 @@ from .client import LINK_ERRORS, Unreachable, backoff, broker, connect
 from .concurrency import DEFAULT_THREADS
 from .identity import describe, local_ip_of, usable_cpus
 from .outbox import Outbox, error_text, picklable
+from .pools import as_pool_process
 from .runner import IDLE_WAIT, TaskRunner
 
 log = logging.getLogger("distproc.worker")
@@ -57,7 +58,8 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.cfg = config
-        self.wid = f"{config.name}/{os.getpid()}/{secrets.token_hex(2)}"
+        self.pid = os.getpid()
+        self.wid = f"{config.name}/{self.pid}/{secrets.token_hex(2)}"
         self.stopping = threading.Event()
         self.outbox = Outbox()
         self.cpus = usable_cpus()
@@ -116,6 +118,9 @@ class Worker:
         self._failures += 1
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        if os.getpid() != self.pid:  # a pool process, forked before its initializer ran
+            as_pool_process(signum)
+            return
         if not self.stopping.is_set():
             log.info(
                 "%s: stopping; finishing or releasing what this worker holds",

@@ -9,15 +9,19 @@ debootstrap and ``docker import``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +39,11 @@ SLIM_CANDIDATES = ("python:3.12-slim", "python:3.13-slim", "python:3.11-slim", "
 PULL_DEFAULT = "python:3.12-slim"
 LOCAL_BASE = "distproc-base:bookworm"
 SUITE = "bookworm"
+#: The Python of bookworm's python3 package: the image's own.
+SUITE_PYTHON = "3.11"
+#: debootstrap is stopped after this long. Measured here, cold: 60-80 s for bookworm with
+#: python3 (100 packages) or with the test bed's 135; trixie and testing about the same.
+BOOTSTRAP_TIMEOUT = 900.0
 
 
 class ImageError(OrchestrateError):
@@ -123,6 +132,10 @@ class Bootstrap:
     suite: str = SUITE
     #: about how many packages debootstrap installs: the progress bar's first total
     packages_hint: int = 0
+    #: major.minor the suite's ``python3`` package must be ("" checks nothing): a suite
+    #: that moved on to another Python is refused, not imported under a wrong name
+    python: str = ""
+    timeout: float = BOOTSTRAP_TIMEOUT
 
     def command(self, root: Path) -> list[str]:
         include = [f"--include={','.join(self.include)}"] if self.include else []
@@ -133,6 +146,121 @@ class Bootstrap:
 #: unpacked again) is not counted, and not shown either.
 _PACKAGE_LINE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S")
 _PACKAGE_PHASES = ("Retrieving", "Validating", "Unpacking", "Configuring")
+
+
+def installed_version(root: Path, package: str) -> str | None:
+    """The version of ``package`` installed in the root file system ``root`` (from dpkg's
+    status file; nothing runs inside it), or None if it is not installed."""
+    try:
+        text = (root / "var/lib/dpkg/status").read_text(errors="replace")
+    except OSError:
+        return None
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
+        )
+        if fields.get("Package") == package and fields.get("Status", "").endswith(" installed"):
+            return fields.get("Version")
+    return None
+
+
+def check_python(root: Path, spec: Bootstrap) -> None:
+    """ImageError unless the root's ``python3`` is the ``spec.python`` it promises."""
+    if not spec.python:
+        return
+    version = installed_version(root, "python3")
+    if version is None:
+        raise ImageError(f"debootstrap of {spec.suite} installed no python3 package")
+    if not re.match(rf"^(\d+:)?{re.escape(spec.python)}(\.|$)", version):
+        raise ImageError(
+            f"Debian {spec.suite}'s python3 is now {version}, not {spec.python}: "
+            f"{spec.ref} would run another Python than it is meant to (update the suite "
+            "of that Python in orchestrate/backends/debian_pythons.py)"
+        )
+
+
+def run_bounded(
+    argv: list[str], timeout: float, on_line: Callable[[str], None], tail: int = 20
+) -> None:
+    """Run ``argv``, each output line to ``on_line``; ImageError with its last ``tail``
+    lines if it fails or outlives ``timeout``. Then its whole process group gets SIGTERM
+    (debootstrap unmounts what it mounted on SIGTERM; its wget or dpkg, which hold the
+    output pipe open, stop too), and SIGKILL 30 s later."""
+    last: deque[str] = deque(maxlen=tail)
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    ) as proc:
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _stop_group(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip()
+                last.append(line)
+                on_line(line)
+        except BaseException:  # Ctrl-C: its own session does not get the terminal's SIGINT
+            _stop_group(proc)
+            raise
+        finally:
+            timer.cancel()
+            proc.wait()
+    what = Path(argv[0]).name
+    if expired.is_set():
+        raise ImageError(
+            f"{what} did not finish in {timeout:.0f}s (stopped); its last lines:\n"
+            + "\n".join(last)
+        )
+    if proc.returncode != 0:
+        raise ImageError(
+            f"{what} failed (exit {proc.returncode}); its last lines:\n" + "\n".join(last)
+        )
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL if it still runs ``grace`` s later."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def mounts_under(root: Path, mounts: Path = Path("/proc/self/mounts")) -> list[Path]:
+    """Mount points at or below ``root``, deepest first (what to unmount, in order)."""
+    found = []
+    for line in mounts.read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if point == root or root in point.parents:
+            found.append(point)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _unmount_under(root: Path) -> None:
+    """What a killed debootstrap left mounted in ``root`` (its /proc, /sys, /dev/pts), so
+    that removing the directory never walks into the host's."""
+    for point in mounts_under(root.resolve()):
+        subprocess.run(["umount", "--lazy", str(point)], check=False)
+    left = mounts_under(root.resolve())
+    if left:
+        raise ImageError(f"cannot unmount {', '.join(map(str, left))}: remove it by hand")
 
 
 class DebootstrapProgress:
@@ -170,22 +298,36 @@ class DebootstrapProgress:
         return len(_PACKAGE_PHASES) * max(self.packages, 1)
 
 
+BASE_PACKAGES_HINT = 100  # python3 on minbase: about 100 packages (bookworm, trixie, testing)
+
+
+def base_recipe(suite: str = SUITE, python: str = SUITE_PYTHON) -> Bootstrap:
+    """A Python base: minbase with ``python3``, which must be ``python`` (major.minor).
+    bookworm's is ``LOCAL_BASE``, the name ``images.base: auto`` finds; another suite's tag
+    names a digest of its recipe (``distproc-base:trixie-<hash>``), so a changed recipe is
+    bootstrapped anew rather than taken for the old one."""
+    changes = (f"LABEL {labels.MANAGED}=true {labels.ROLE}={labels.ROLE_BASE}", 'CMD ["python3"]')
+    include = ("python3",)
+    doc = {"suite": suite, "python": python, "include": include, "changes": changes}
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    repo = LOCAL_BASE.split(":")[0]
+    return Bootstrap(
+        ref=LOCAL_BASE if suite == SUITE else f"{repo}:{suite}-{digest}",
+        include=include,
+        changes=changes,
+        suite=suite,
+        packages_hint=BASE_PACKAGES_HINT,
+        python=python,
+    )
+
+
 def bootstrap_base(client: docker.DockerClient, events: Events) -> None:
     """Make ``distproc-base:bookworm`` offline-friendly: debootstrap + ``docker import``."""
     events.step(
         f"no Python base image and no registry: bootstrapping {LOCAL_BASE} with debootstrap "
         "(once, about a minute; needs root and Debian's package mirror)"
     )
-    spec = Bootstrap(
-        ref=LOCAL_BASE,
-        include=("python3",),
-        changes=(
-            f"LABEL {labels.MANAGED}=true {labels.ROLE}={labels.ROLE_BASE}",
-            'CMD ["python3"]',
-        ),
-        packages_hint=100,
-    )
-    bootstrap_image(client, spec, events)
+    bootstrap_image(client, base_recipe(), events)
     events.info(f"{LOCAL_BASE} is ready; later runs reuse it")
 
 
@@ -200,54 +342,59 @@ def bootstrap_image(client: docker.DockerClient, spec: Bootstrap, events: Events
         )
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed: apt-get install -y debootstrap")
-    with tempfile.TemporaryDirectory(prefix="distproc-bootstrap-") as tmp:
-        root = Path(tmp) / "root"
-        progress = DebootstrapProgress(spec.packages_hint)
-        tail: deque[str] = deque(maxlen=20)
-        with subprocess.Popen(
-            spec.command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as proc:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.rstrip()
-                tail.append(line)
-                if progress.feed(line):
-                    events.progress("debootstrap", progress.done, progress.total, "debootstrap")
-                else:
-                    events.detail(line)
-        if proc.returncode != 0:
-            raise ImageError(
-                f"debootstrap failed (exit {proc.returncode}); its last lines:\n" + "\n".join(tail)
-            )
-        events.progress("debootstrap", progress.total, progress.total, "debootstrap")
-        for pattern in spec.remove:
-            for junk in root.glob(pattern):
-                if junk.is_dir() and not junk.is_symlink():
-                    shutil.rmtree(junk)
-                else:
-                    junk.unlink()
-        for name, (content, mode) in spec.files.items():
-            target = root / name.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-            target.chmod(mode)
-        archive = Path(tmp) / "rootfs.tar"
-        events.info("packing the root file system")
-        with tarfile.open(archive, "w") as tar:
-            for entry in sorted(root.iterdir()):
-                tar.add(entry, arcname=entry.name)
-        events.info(f"importing it as {spec.ref}")
-        repo, tag = spec.ref.split(":")
-        try:
-            client.api.import_image_from_file(
-                str(archive), repository=repo, tag=tag, changes=list(spec.changes)
-            )
-        except docker.errors.APIError as exc:
-            raise ImageError(f"importing {spec.ref} failed: {exc.explanation or exc}") from None
+    tmp = Path(tempfile.mkdtemp(prefix="distproc-bootstrap-"))
+    try:
+        _bootstrap_in(tmp, client, spec, events)
+    finally:
+        if not mounts_under(tmp.resolve()):  # else left in place: never delete through them
+            shutil.rmtree(tmp, ignore_errors=True)
     image = _exists(client, spec.ref)
     if image is None:
         raise ImageError(f"importing {spec.ref} produced no image")
     return image.id
+
+
+def _bootstrap_in(tmp: Path, client: docker.DockerClient, spec: Bootstrap, events: Events) -> None:
+    """``bootstrap_image``'s work, in the scratch directory ``tmp``."""
+    root = Path(tmp) / "root"
+    progress = DebootstrapProgress(spec.packages_hint)
+
+    def on_line(line: str) -> None:
+        if progress.feed(line):
+            events.progress("debootstrap", progress.done, progress.total, "debootstrap")
+        else:
+            events.detail(line)
+
+    try:
+        run_bounded(spec.command(root), spec.timeout, on_line)
+    finally:
+        _unmount_under(root)
+    events.progress("debootstrap", progress.total, progress.total, "debootstrap")
+    check_python(root, spec)
+    for pattern in spec.remove:
+        for junk in root.glob(pattern):
+            if junk.is_dir() and not junk.is_symlink():
+                shutil.rmtree(junk)
+            else:
+                junk.unlink()
+    for name, (content, mode) in spec.files.items():
+        target = root / name.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(mode)
+    archive = Path(tmp) / "rootfs.tar"
+    events.info("packing the root file system")
+    with tarfile.open(archive, "w") as tar:
+        for entry in sorted(root.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    events.info(f"importing it as {spec.ref}")
+    repo, tag = spec.ref.split(":")
+    try:
+        client.api.import_image_from_file(
+            str(archive), repository=repo, tag=tag, changes=list(spec.changes)
+        )
+    except docker.errors.APIError as exc:
+        raise ImageError(f"importing {spec.ref} failed: {exc.explanation or exc}") from None
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import signal
 import socket
 import subprocess
@@ -37,6 +38,8 @@ def test_job_completes_with_one_result_per_id(procs: Procs) -> None:
         # the peer the server saw, and the local address the worker claims, agree
         assert w["peers"] == ["127.0.0.1"] and w["identity"]["local_ip"] == "127.0.0.1"
         assert w["identity"]["netns"].startswith("net:[")
+        assert w["identity"]["python"] == platform.python_version()  # which Python ran it
+    assert rep["master"]["python"] == platform.python_version()
     assert rep["results_by_peer"] == {"127.0.0.1": 5000}
     assert rep["guarantee"] == "at-least-once execution, exactly-once accounting"
 

@@ -3,10 +3,14 @@ still exists and behaves as they need: this fails first when a Python release ch
 
 from __future__ import annotations
 
+import hmac
+import os
 import socket
 import threading
-from multiprocessing import connection
+from collections.abc import Callable
+from multiprocessing import AuthenticationError, connection
 from multiprocessing.managers import BaseManager, BaseProxy
+from typing import Any
 
 import pytest
 from distproc import handshake, stdlib_private
@@ -78,35 +82,121 @@ def test_recv_bytes_over_maxlength_closes_and_raises() -> None:
         cb.close()
 
 
-@pytest.mark.parametrize("legacy_challenge", [False, True])
-def test_the_state_machine_speaks_the_stdlib_handshake(legacy_challenge: bool) -> None:
-    """This Python's own Client authenticates against ``Handshake``; so do both formats of
-    answer to our challenge (raw MD5 from <=3.11, ``{sha256}`` from 3.12+)."""
-    key = b"secret"
+def _against_handshake(client: Callable[[connection.Connection], None], key: bytes) -> Any:
+    """Run ``client`` on one end of a socket pair and ``Handshake(key)`` on the other; the
+    Handshake once it has the first request, or the exception it raised."""
     a, b = socket.socketpair()
     client_side = connection.Connection(a.detach())
     hs = handshake.Handshake(key, 1 << 20)
-    done = threading.Event()
+    outcome: list[Any] = []
 
     def server() -> None:
         with b:
-            while hs.request is None:
-                if hs.out:
-                    del hs.out[: b.send(hs.out)]
-                    continue
-                hs.feed(b.recv(4096))
-            done.set()
+            try:
+                while hs.request is None:
+                    if hs.out:
+                        del hs.out[: b.send(hs.out)]
+                        continue
+                    data = b.recv(4096)
+                    if not data:
+                        raise EOFError("the client hung up")
+                    hs.feed(data)
+                outcome.append(hs)
+            except Exception as exc:
+                if hs.out:  # #FAILURE#, as the stdlib server sends it
+                    b.sendall(hs.out)
+                outcome.append(exc)
 
     t = threading.Thread(target=server, daemon=True)
     t.start()
-    connection.answer_challenge(client_side, key)
-    connection.deliver_challenge(client_side, key)
-    client_side.send(("x", "dummy", (), {}))
+    try:
+        client(client_side)
+        client_side.send(("x", "dummy", (), {}))
+    except (AuthenticationError, EOFError, OSError):
+        pass
     t.join(5)
     client_side.close()
-    assert done.is_set() and hs.request is not None
-    import hmac
+    assert outcome, "the handshake neither ended nor failed"
+    return outcome[0]
 
+
+def _client_312(key: bytes, digest: bytes = b"sha256", answer_with: bytes | None = None) -> Any:
+    """What a 3.12+ ``Client`` does (CPython ``Lib/multiprocessing/connection.py``,
+    ``answer_challenge`` then ``deliver_challenge(digest_name=...)``), written out so that it
+    runs under this Python too: the host's 3.11 speaks only the legacy format."""
+
+    def client(conn: connection.Connection) -> None:
+        message = conn.recv_bytes(256)
+        assert message.startswith(stdlib_private.CHALLENGE)
+        message = message[len(stdlib_private.CHALLENGE) :]
+        name = answer_with or message[1 : message.index(b"}")]  # our server sends {sha256}
+        conn.send_bytes(b"{%s}%s" % (name, hmac.new(key, message, name.decode()).digest()))
+        if conn.recv_bytes(256) != stdlib_private.WELCOME:
+            raise AuthenticationError("digest sent was rejected")
+        ours = b"{%s}%s" % (digest, os.urandom(40))
+        conn.send_bytes(stdlib_private.CHALLENGE + ours)
+        reply = conn.recv_bytes(256)
+        # the answer comes in the digest we asked for, the MAC over all of our challenge
+        assert reply == b"{%s}%s" % (digest, hmac.new(key, ours, digest.decode()).digest())
+        conn.send_bytes(stdlib_private.WELCOME)
+
+    return client
+
+
+def _client_311(key: bytes) -> Any:
+    """What a <=3.11 ``Client`` does: raw HMAC-MD5 answers, a 20-byte challenge."""
+
+    def client(conn: connection.Connection) -> None:
+        message = conn.recv_bytes(256)[len(stdlib_private.CHALLENGE) :]
+        conn.send_bytes(hmac.new(key, message, "md5").digest())
+        if conn.recv_bytes(256) != stdlib_private.WELCOME:
+            raise AuthenticationError("digest sent was rejected")
+        ours = os.urandom(20)
+        conn.send_bytes(stdlib_private.CHALLENGE + ours)
+        assert conn.recv_bytes(256) == hmac.new(key, ours, "md5").digest()
+        conn.send_bytes(stdlib_private.WELCOME)
+
+    return client
+
+
+def test_this_pythons_own_client_passes_the_handshake() -> None:
+    """``Client``'s own steps, whichever format this Python speaks (3.11 on the host; the
+    e2e tests run this module under 3.13 and 3.14 too, in their images)."""
+    key = b"secret"
+
+    def client(conn: connection.Connection) -> None:
+        connection.answer_challenge(conn, key)
+        connection.deliver_challenge(conn, key)
+
+    hs = _against_handshake(client, key)
+    assert isinstance(hs, handshake.Handshake) and hs.request is not None
+
+
+@pytest.mark.parametrize("digest", sorted(stdlib_private.ALLOWED_DIGESTS))
+def test_a_312_client_passes_the_handshake(digest: bytes) -> None:
+    """The 3.12+ format, with each digest a 3.12+ client may challenge with (it uses sha256;
+    the stdlib server accepts them all, so must we)."""
+    hs = _against_handshake(_client_312(b"secret", digest), b"secret")
+    assert isinstance(hs, handshake.Handshake) and hs.request is not None
+
+
+def test_a_311_client_passes_the_handshake() -> None:
+    hs = _against_handshake(_client_311(b"secret"), b"secret")
+    assert isinstance(hs, handshake.Handshake) and hs.request is not None
+
+
+@pytest.mark.parametrize(
+    "client",
+    [_client_312(b"other"), _client_311(b"other"), _client_312(b"secret", answer_with=b"sha1")],
+    ids=["3.12-wrong-key", "3.11-wrong-key", "3.12-digest-not-allowed"],
+)
+def test_a_wrong_answer_is_refused_in_either_format(client: Any) -> None:
+    """A wrong key, or a digest the stdlib does not allow (sha1), gets #FAILURE#."""
+    assert isinstance(_against_handshake(client, b"secret"), handshake.AuthFailed)
+
+
+def test_answer_and_verify_in_both_formats() -> None:
+    key = b"secret"
     challenge = b"{sha256}" + bytes(40)
     legacy = hmac.new(key, challenge, "md5").digest()
     modern = b"{sha256}" + hmac.new(key, challenge, "sha256").digest()

@@ -1,7 +1,7 @@
 """A worker's pool processes die with it, whatever kills it and whatever the start method.
 
-Pool processes ignore SIGINT/SIGTERM (the worker drains them in order), so a worker killed
-with SIGKILL used to leave them running for good, re-parented to pid 1.
+Pool processes ignore SIGINT (the worker drains them in order), so a worker killed with
+SIGKILL used to leave them running for good, re-parented to pid 1.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_pool_process_without_prctl_follows_its_parent(tmp_path: Path) -> None:
         "time.sleep(60)\n"
         "'''], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
         "print(child.stdout.readline().strip(), flush=True)\n"
-        "os._exit(0)\n"  # the parent dies without a word; the child ignores SIGTERM anyway
+        "os._exit(0)\n"  # the parent dies without a word: no signal, no EOF
     )
     # the child's output goes to its parent only: run() returns as the parent exits
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
@@ -146,3 +146,26 @@ def test_pool_process_without_prctl_follows_its_parent(tmp_path: Path) -> None:
     finally:
         if _alive(pid, start):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_workers_handler_in_a_forked_pool_process_acts_as_one() -> None:
+    """Under fork, a pool process runs the worker's signal handler until its initializer
+    replaces it. A SIGTERM then (the executor stopping a broken pool) must end it, as after
+    (pools.py); it used to set the copy of the worker's stop flag and run on."""
+    from distproc.worker import Worker, WorkerConfig
+
+    w = Worker(WorkerConfig(address=("127.0.0.1", 9), authkey=b"k"))
+    pid = os.fork()
+    if pid == 0:  # the child: a pool process before its initializer
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, w._on_signal)
+            os.kill(os.getpid(), signal.SIGINT)  # ignored, as in a pool process
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
+    assert not w.stopping.is_set()
