@@ -64,7 +64,7 @@ def _minor(version: str) -> str:
 @pytest.fixture(scope="session")
 def python_images(engine: None, request: pytest.FixtureRequest) -> dict[str, str]:
     """The distproc image on each Python (major.minor -> tag), built once per machine: the
-    first run bootstraps two Debian suites (about 1.5 min each here), shown line by line."""
+    first run bootstraps two Debian suites (about a minute each here), shown line by line."""
     client = docker.from_env(timeout=300)
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
