@@ -328,6 +328,10 @@ class SwarmBackend(Backend):
             inv.networks.sort(key=lambda n: n.name)
             for service in api.services(filters=flt):
                 self._add_tasks(inv, api, service, by_id, node_names)
+        down = {n.name for n in inv.nodes if n.state != "ready"}
+        for c in [*([inv.master] if inv.master else []), *inv.workers]:
+            if c.node in down and c.state in LIVE_STATES:
+                c.state = "node down"  # Swarm still says what it last heard from the node
         inv.workers.sort(key=lambda w: (w.group, _slot(w.identity or w.name), w.name))
         self._add_sandboxes(inv, nodes)
         return inv
