@@ -239,26 +239,16 @@ def _add_job_overrides(parser: argparse.ArgumentParser) -> None:
 def _job_overrides(args: argparse.Namespace, cluster: Cluster) -> dict[str, object]:
     """The job options given on the command line, checked against the Job model."""
     from distproc.spec import job_fields
-    from pydantic import ValidationError
 
-    from .model.checks import job_time_warnings
-    from .model.topology import Job
+    from .cluster import job_overrides
 
-    flags = {f.name: f.flag for f in job_fields()}
-    overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
-    if overrides.get("kind", cluster.job.kind) != cluster.job.kind and "size" not in overrides:
-        overrides["size"] = None  # a size belongs to its kind: --kind io without --size
-        # would otherwise inherit a cpu job's 10000 as 10 s per io task
+    given = {f.name: getattr(args, f.name) for f in job_fields()}
     try:
-        job = Job.model_validate({**cluster.job.model_dump(), **overrides})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{flags.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'job'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise UsageError(f"job: {problems}") from None
-    for issue in job_time_warnings(cluster.model_copy(update={"job": job})):
-        _err().print(f"warning: {issue.message}", soft_wrap=True)
+        overrides, warnings = job_overrides(cluster, given)
+    except ValueError as exc:
+        raise UsageError(f"job: {exc}") from None
+    for warning in warnings:
+        _err().print(f"warning: {warning}", soft_wrap=True)
     return overrides
 
 
