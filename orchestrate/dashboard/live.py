@@ -21,7 +21,8 @@ The snapshot's keys (the page reads these, nothing else):
   chaos scenarios**: whatever disturbs the cluster calls ``mark(kind, label)`` (through
   ``Poller.mark``) and the page draws a vertical line at ``t`` on the chart and lists it.
   The dashboard itself marks jobs starting and ending and workers going and coming back;
-- ``checks``: the e2e checks of the last job (or of the last ``check``), with evidence.
+- ``checks``: the e2e checks of the last job (or of the last ``check``), with evidence;
+- ``action``: what the page's last action is doing or said; ``form``: the job form's fields.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .. import graph
 from ..backends.base import ContainerInfo, Inventory
 from ..model import Cluster
 
-HEALTH = ("up", "partly up", "down", "engine unreachable")
+HEALTH = ("unknown", "up", "partly up", "down", "engine unreachable")
 #: connecting: its container runs, the master does not count it connected (yet, or any
 #: more); idle / working: connected, holding no lease / some; gone: no running container
 #: (killed, exited, removed) or it left the master on purpose.
@@ -89,7 +90,7 @@ class LiveState:
         self.clock = clock
         self.version = 0
         self.updated = 0.0
-        self.health = {"state": "down", "detail": "not observed yet"}
+        self.health = {"state": "unknown", "detail": "not observed yet"}
         self.inventory: Inventory | None = None
         self.status: dict[str, Any] | None = None
         self.rows: list[dict[str, Any]] = []
@@ -329,4 +330,14 @@ class LiveState:
             "events": [m.as_json() for m in self.events],
             "checks": {**self.checks, "stale": running and self.checks["job"] != job.get("job")},
             "action": self.action,
+            "form": self.form(),
         }
+
+    def form(self) -> dict[str, Any]:
+        """What the page's job form offers: the file's job as defaults, the choices of each
+        field that has some (from ``distproc.spec``, where the fields are defined)."""
+        from distproc.kinds import BUILTIN
+        from distproc.spec import job_fields
+
+        choices = {f.name: list(f.choices) for f in job_fields() if f.choices}
+        return {"defaults": self.cluster.job.spec(), "choices": {"kind": list(BUILTIN), **choices}}

@@ -195,8 +195,9 @@ def create_app(poller: Poller, token: str, hosts: set[str], any_ip: bool = False
         Route("/api/session", login, methods=["POST"]),
         Route("/api/state", state),
         Route("/api/events", events),
-        Route("/api/job", action(lambda body: poller.start_job(_job_fields(body))),
-              methods=["POST"]),  # fmt: skip
+        Route(
+            "/api/job", action(lambda body: poller.start_job(_job_fields(body))), methods=["POST"]
+        ),
         Route("/api/cancel", action(lambda body: poller.cancel()), methods=["POST"]),
         Route("/api/check", action(lambda body: poller.check()), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -254,11 +255,12 @@ def serve(
 
     import uvicorn
 
-    app = create_app(poller, token, allowed_hosts(host, extra_hosts), any_ip=host in ("0.0.0.0", "::"))
+    wildcard = host in ("0.0.0.0", "::")
+    app = create_app(poller, token, allowed_hosts(host, extra_hosts), any_ip=wildcard)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else shown
+    shown = "127.0.0.1" if wildcard else shown
     url = f"http://{shown}:{port}/#token={token}"
 
     def announce() -> None:
