@@ -208,7 +208,12 @@ function marksPlugin() {
           ctx.lineTo(x, u.bbox.top + u.bbox.height);
           ctx.stroke();
           ctx.fillStyle = ctx.strokeStyle;
-          ctx.fillText(m.label, x + 4, u.bbox.top + 12 * devicePixelRatio * (1 + (drawn % 3)));
+          // the label on the side of the line with room for it
+          const right = x + ctx.measureText(m.label).width + 8 < u.bbox.left + u.bbox.width;
+          ctx.textAlign = right ? "left" : "right";
+          ctx.textBaseline = "top";
+          ctx.fillText(m.label, right ? x + 4 : x - 4,
+                       u.bbox.top + 13 * devicePixelRatio * (drawn % 3));
           drawn += 1;
         }
         ctx.restore();
