@@ -41,6 +41,7 @@ def dashboard(dash_cluster: Up, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _open(browser: Any, dash: Dashboard, token: str | None = None) -> None:
+    browser.get("about:blank")  # a new document: from the page, a new fragment loads none
     browser.get(dash.url(token))
     wait_for("the page to be live", lambda: _text(browser, "live") == "live", PAGE)
 
@@ -151,7 +152,7 @@ def test_a_job_started_from_the_page_reaches_100_and_its_checks_pass(
 def test_a_wrong_token_is_refused(browser: Any, dashboard: Dashboard) -> None:
     browser.get(dashboard.origin + "/")
     browser.execute_script("sessionStorage.clear()")
-    browser.get("about:blank")  # a new document: a change of fragment alone loads none
+    browser.get("about:blank")
     browser.get(dashboard.url("not-the-token-at-all"))
     wait_for("the refusal", lambda: "refused" in _text(browser, "login-error"), PAGE)
     assert browser.execute_script("return document.getElementById('main').hidden")

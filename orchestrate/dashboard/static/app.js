@@ -235,7 +235,8 @@ function renderChart(s) {
     dash.chart = new uPlot({
       width, height: 200, plugins: [marksPlugin()],
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-      axes: [{}, { label: "tasks/s" }],
+      axes: [{ space: 80, values: (u, vals) => vals.map((v) => new Date(v * 1000).toLocaleTimeString()) },
+             { label: "tasks/s" }],
       series: [{}, { label: "throughput", stroke: "#1a7f37", width: 2, fill: "rgba(26,127,55,.08)" }],
     }, data, $("chart"));
   } else {
