@@ -298,3 +298,21 @@ def test_the_real_masters_status_has_what_the_page_reads() -> None:
     assert (row["name"], row["state"], row["leased"], row["tasks"]) == ("two-near-0", "working",
                                                                         4, 4)  # fmt: skip
     assert row["python"] == platform.python_version()
+
+
+def test_several_machines_show_as_boxes_around_what_runs_on_each() -> None:
+    """On a backend with several machines (a swarm), the topology has a box per machine,
+    around the containers the engine put there, and each row says its machine."""
+    cluster, backend = _up(FakeBackend(nodes=("m1", "m2")))
+    poller = Poller(cluster, backend)
+    poller.poll_once()
+    snap = _snap(poller)
+    assert snap["machines"]["multi"] is True
+    els = {e["data"]["id"]: e["data"] for e in snap["topology"]["elements"]}
+    assert els["host:m1"]["kind"] == "machine" and els["host:m2"]["kind"] == "machine"
+    rows = {w["name"]: w["machine"] for w in snap["workers"]}
+    for name, machine in rows.items():
+        assert els[name]["parent"] == f"host:{machine}"
+    assert set(rows.values()) == {"m1", "m2"}
+    assert els["two-master"]["parent"] == "host:m1"  # the fake places in turn: master first
+    assert "parent" not in els["net:a"]  # a network spans machines

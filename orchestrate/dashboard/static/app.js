@@ -100,8 +100,8 @@ function render(s) {
 const STYLE = [
   { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "font-size": 10,
     "text-valign": "center", "text-halign": "center", shape: "round-rectangle",
-    width: "data(w)", height: "data(h)", "background-color": "#fff",
-    "border-width": 2, "border-color": "#8c959f" } },
+    "background-color": "#fff", "border-width": 2, "border-color": "#8c959f" } },
+  { selector: "node[w]", style: { width: "data(w)", height: "data(h)" } },
   { selector: "node[kind='master']", style: { "background-color": "#ffe0a0" } },
   { selector: "node[kind='network']", style: { shape: "ellipse", "background-color": "#ddf4ff",
     "border-color": "#54aeff" } },
@@ -137,7 +137,9 @@ function renderTopology(s) {
   }
   dash.cy.elements().remove();
   dash.cy.add(t.elements.map(sized));
-  dash.cy.layout(boxes ? { name: "cose", animate: false, nodeDimensionsIncludeLabels: true }
+  // columns as `orchestrate graph` draws them; machine boxes span columns: laid out by force
+  dash.cy.layout(boxes ? { name: "cose", animate: false, nodeDimensionsIncludeLabels: true,
+                           idealEdgeLength: () => 90, nodeRepulsion: () => 12000, padding: 16 }
                        : { name: "preset", fit: true, padding: 20 }).run();
   const list = $("topology-text");
   list.replaceChildren(...t.elements.filter((e) => !e.data.source).map((e) =>
