@@ -343,10 +343,21 @@ class Broker:
         return rep
 
     def status(self) -> dict[str, Any]:
-        """Who is connected, and the current job."""
+        """Who is connected, and the current job (its progress and its ``spec``). Each worker
+        also says what it did in the current job: ``tasks`` accepted from it and ``leased``,
+        the tasks it holds now (0 with no job; a classic job has no leases): what a live
+        view shows per worker without asking for the whole report."""
         with self.lock:
             workers = self.registry.status()
-            job = self.current.progress() if self.current else None
+            current = self.current
+            held = current.held() if current is not None else {}
+            for index, w in enumerate(workers):
+                tally = current.tally.get(index) if current is not None else None
+                w["tasks"] = tally.tasks if tally is not None else 0
+                w["leased"] = held.get(index, 0)
+            job = (
+                None if current is None else {**current.progress(), "spec": current.spec.as_dict()}
+            )
         return {
             "master": self.identity,
             "uptime_seconds": round(time.time() - self.started, 3),

@@ -1,9 +1,11 @@
-"""Who and where a process is: hostname, pid, network namespace, and the CPUs it may use."""
+"""Who and where a process is: hostname, pid, network namespace, the CPUs it may use, and the
+Python it runs (the dashboard shows it per worker)."""
 
 from __future__ import annotations
 
 import math
 import os
+import platform
 import resource
 import socket
 from pathlib import Path
@@ -81,4 +83,5 @@ def describe(name: str, group: str, local_ip: str = "") -> dict[str, object]:
         "local_ip": local_ip,
         "netns": netns(),
         "cpus": usable_cpus(),
+        "python": platform.python_version(),
     }

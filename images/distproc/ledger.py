@@ -174,6 +174,16 @@ class Ledger:
             yield i
             i = state.find(s, i + 1)
 
+    def held(self) -> Counter[int]:
+        """Tasks each worker holds on a lease now, by worker index: O(tasks in flight)."""
+        out: Counter[int] = Counter()
+        leases, state = self.leases, self.state
+        for tid, lid in self.holder.items():
+            lease = leases.get(lid)
+            if lease is not None and state[tid] == LEASED:
+                out[lease.worker] += 1
+        return out
+
     def nbytes(self) -> int:
         """About what this job holds in memory, for the broker's history budget."""
         per_task = len(self._packed) if self._packed is not None else 2 * self.total
