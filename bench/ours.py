@@ -368,7 +368,7 @@ def control_roundtrips(cl: Cluster, n: int = N_RT, repeat: int = 3) -> list[dict
     out = []
     for name, call in (
         ("our master: ping", lambda: b.ping()),
-        ("our master: empty exchange", lambda: b.exchange(wid, None, [], [], 0.0, [], 0, 0.0)),
+        ("our master: empty exchange", lambda: b.exchange(wid, None, [], 0.0, 0, 0.0)),
     ):
 
         def once(call: Callable[[], Any] = call) -> float:

@@ -60,14 +60,6 @@ def flag(name: str, value: Any) -> bool:
     return value
 
 
-def ids(name: str, value: Any) -> list[int]:
-    items = _list(name, value)
-    for i, tid in enumerate(items):
-        if type(tid) is not int:
-            raise CallError(f"{name}[{i}] must be an integer id, not {_show(tid)}")
-    return items
-
-
 def results(name: str, value: Any) -> list[tuple[int, Any]]:
     """``[(task id, value), ...]``: exactly pairs, integer ids."""
     items = _list(name, value)
@@ -75,6 +67,34 @@ def results(name: str, value: Any) -> list[tuple[int, Any]]:
         if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not int:
             raise CallError(f"{name}[{i}] must be a pair (integer id, value), not {_show(pair)}")
     return items
+
+
+def ranges(name: str, value: Any) -> list[tuple[int, int]]:
+    """``[(first id, count), ...]``: pairs of integers, first >= 0, count >= 1."""
+    items = _list(name, value)
+    for i, r in enumerate(items):
+        if (type(r) is not tuple or len(r) != 2 or type(r[0]) is not int or type(r[1]) is not int
+                or r[0] < 0 or r[1] < 1):  # fmt: skip
+            raise CallError(f"{name}[{i}] must be a pair (first id >= 0, count >= 1), "
+                            f"not {_show(r)}")  # fmt: skip
+    return items
+
+
+def done(name: str, value: Any) -> list[tuple[int, list, list, list]]:
+    """``[(lease id, ranges, values, errors), ...]`` (``wire.py``): at most ``MAX_ITEMS``
+    values in all. Which ids the ranges may name is the job's to say (``wire.check_done``)."""
+    out, values_in_all = [], 0
+    for i, entry in enumerate(_list(name, value)):
+        if type(entry) is not tuple or len(entry) != 4 or type(entry[0]) is not int:
+            raise CallError(f"{name}[{i}] must be (lease id, ranges, values, errors), "
+                            f"not {_show(entry)}")  # fmt: skip
+        values = _list(f"{name}[{i}] values", entry[2])
+        values_in_all += len(values)
+        if values_in_all > MAX_ITEMS:
+            raise CallError(f"{name} has over {MAX_ITEMS:,} values: at most that many per call")
+        out.append((entry[0], ranges(f"{name}[{i}] ranges", entry[1]), values,
+                    errors(f"{name}[{i}] errors", entry[3])))  # fmt: skip
+    return out
 
 
 def errors(name: str, value: Any) -> list[tuple[int, str]]:
@@ -99,7 +119,7 @@ def _list(name: str, value: Any) -> list[Any]:
         raise CallError(f"{name} must be a list, not {_show(value)}")
     if len(value) > MAX_ITEMS:
         raise CallError(f"{name} has {len(value):,} entries: at most {MAX_ITEMS:,} per call")
-    return list(value)
+    return value if type(value) is list else list(value)  # ours: unpickled for this call
 
 
 def _show(value: Any) -> str:
