@@ -91,7 +91,7 @@ def test_malformed_release_is_refused_and_changes_nothing(procs: Procs, bad: Any
     with pytest.raises(ValueError, match="ranges"):
         b.release("w", job, bad)
     for wid, job_arg in ((7, job), ("w", ["j"])):
-        with pytest.raises(ValueError, match="wid|job_id"):
+        with pytest.raises(ValueError, match=r"wid|job_id"):
             b.release(wid, job_arg, [(0, 4)])
     assert b.status()["job"]["done"] == 0
     assert b.release("w", job, [(1, 2)]) == 2  # the same call, right: 1 and 2 go back
