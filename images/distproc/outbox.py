@@ -116,20 +116,23 @@ class Outbox:
 
 def _entries(lease_id: int, runs: list[Run]) -> list[Done]:
     """Runs of one lease as few entries as possible: sorted, touching runs merged into one
-    range; a run that overlaps the one before (a task run twice) starts a new entry."""
+    range; a run that overlaps an entry (a task run twice) goes to the next one."""
     if len(runs) == 1:  # an inline lease: its list goes as it is
         first, values, errors = runs[0]
         return [(lease_id, [(first, len(values))], values, errors)]
     out: list[Done] = []
-    end = 0
+    ends: list[int] = []
     for first, values, errors in sorted(runs, key=lambda run: run[0]):
-        if not out or first < end:  # the first run, or one overlapping: a new entry
-            out.append((lease_id, [(first, 0)], [], []))
-        elif first > end:  # a gap: a new range
-            out[-1][1].append((first, 0))
-        ranges: list[Range] = out[-1][1]
-        ranges[-1] = (ranges[-1][0], ranges[-1][1] + len(values))
-        out[-1][2].extend(values)
-        out[-1][3].extend(errors)
-        end = first + len(values)
+        i = next((i for i, end in enumerate(ends) if end <= first), len(out))
+        if i == len(out):
+            out.append((lease_id, [], [], []))
+            ends.append(first)
+        ranges: list[Range] = out[i][1]
+        if ranges and ends[i] == first:  # touching: one range
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + len(values))
+        else:
+            ranges.append((first, len(values)))
+        out[i][2].extend(values)
+        out[i][3].extend(errors)
+        ends[i] = first + len(values)
     return out

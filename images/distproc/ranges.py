@@ -66,6 +66,8 @@ class RangeSet:
 
     def remove(self, a: int, b: int) -> int:
         """Remove ``[a, b)``, splitting a range it cuts; returns how many ids were in it."""
+        if a >= b:
+            return 0
         starts, ends = self._starts, self._ends
         i = bisect_right(ends, a)  # first range ending after a
         j = bisect_left(starts, b)  # ranges starting before b
@@ -86,6 +88,8 @@ class RangeSet:
 
     def overlap(self, a: int, b: int) -> list[Span]:
         """The parts of ``[a, b)`` in this set, in order."""
+        if a >= b:
+            return []
         starts, ends = self._starts, self._ends
         i = bisect_right(ends, a)
         j = bisect_left(starts, b)
