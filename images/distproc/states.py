@@ -251,7 +251,9 @@ class TaskStates:
         if self.finished is not None or self.final != self.total:
             return
         self.finished = self.clock()
-        self._state_counts = [self.state.count(s) for s in range(len(STATE_NAMES))]
+        ok = self.state.count(OK)  # one pass when every task ended ok: 10 ms for 10M tasks
+        self._state_counts = ([0, 0, ok, 0, 0, 0] if ok == self.total else
+                              [self.state.count(s) for s in range(len(STATE_NAMES))])  # fmt: skip
         packer = zlib.compressobj(1)  # piecewise: no 2-bytes-a-task copy at the peak
         self._packed = packer.compress(self.state) + packer.compress(self.attempts) + packer.flush()
         self.state = bytearray()
