@@ -40,7 +40,7 @@ def run(quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
         for n in sizes:
             rep, secs = cl.job({"kind": "square", "tasks": n, "batch": 4096})
             t = cl.last_timing
-            end = t["wait"] - rep["waited_seconds"] - rep["elapsed_seconds"]
+            beyond = t["wait"] - rep["elapsed_seconds"]  # first lease, and the end (packing)
             row = {
                 "tasks": n,
                 "rss_after_mib": round(_mib(pid, "VmRSS"), 1),
@@ -49,7 +49,7 @@ def run(quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
                 "e2e_rate": round(n / secs, 1),
                 "submit_ms": round(1e3 * t["submit"], 2),
                 "first_lease_ms": round(1e3 * rep["waited_seconds"], 2),
-                "end_ms": round(1e3 * end, 2),
+                "wait_beyond_ms": round(1e3 * beyond, 2),
                 "report_ms": round(1e3 * t["report"], 2),
             }
             rows.append(row)
@@ -73,8 +73,8 @@ def table(res: dict[str, Any]) -> str:
     lines += [
         f"  {r['tasks']:>10,} tasks: peak {r['peak_mib']:6.1f} MiB, after {r['rss_after_mib']:6.1f}"
         f" MiB; {r['rate']:>9,.0f}/s master, {r['e2e_rate']:>9,.0f}/s end to end; submit "
-        f"{r['submit_ms']:.1f} ms, first lease {r['first_lease_ms']:.1f} ms, last result to the "
-        f"client {r['end_ms']:.1f} ms, report {r['report_ms']:.1f} ms"
+        f"{r['submit_ms']:.1f} ms, first lease {r['first_lease_ms']:.1f} ms, wait beyond the "
+        f"master's clock {r['wait_beyond_ms']:.1f} ms, report {r['report_ms']:.1f} ms"
         for r in res["rows"]
     ]
     lines.append(
