@@ -91,7 +91,7 @@ _TARGETS: list[tuple[Any, ...]] = [
     ),
     (
         "at least 10x Dask chunked (ours end to end, 1 worker)",
-        lambda r: (_peer(r, "chunks") or {}).get("ours_over_peer"),
+        lambda r: (_peer(r, "chunked") or {}).get("ours_over_peer"),
         10,
         "{:.1f}x",
     ),
