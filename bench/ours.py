@@ -125,6 +125,10 @@ class CpuProbe:
         """The cores ``pid`` used (CPU seconds per wall second; ticks of 10 ms)."""
         return (_cpu_seconds(pid) - self.cpu0[pid]) / self._wall()
 
+    def machine_cores(self) -> float:
+        """The cores every process on the machine kept busy, ours and others'."""
+        return (_machine_busy() - self.machine0) / self._wall()
+
 
 class Cluster:
     """One master process plus the worker processes started on it, all on loopback."""
@@ -143,6 +147,7 @@ class Cluster:
         self._broker: Any = None
         self.last_foreign_cores = 0.0  # see CpuProbe
         self.last_master_cores = 0.0
+        self.last_machine_cores = 0.0
         self.last_timing: dict[str, float] = {}  # run_job's steps, seconds
 
     @property
@@ -276,6 +281,7 @@ class Cluster:
         e2e = timing["end_to_end"]
         self.last_foreign_cores = probe.foreign_cores()
         self.last_master_cores = probe.cores(self.master.pid) if self.master else 0.0
+        self.last_machine_cores = probe.machine_cores()
         self.last_timing = timing
         if not rep["ok"]:
             bad = [c for c in rep["checks"] if not c["ok"]]
@@ -320,6 +326,7 @@ def job_rate(
     timings: list[dict[str, float]] = []
     foreign: list[float] = []
     master: list[float] = []
+    machine: list[float] = []
 
     def once() -> float:
         rep, secs = cl.job(spec)
@@ -327,6 +334,7 @@ def job_rate(
         reports.append(rep)
         foreign.append(round(cl.last_foreign_cores, 3))
         master.append(round(cl.last_master_cores, 3))
+        machine.append(round(cl.last_machine_cores, 3))
         timings.append({**cl.last_timing, "first_lease": rep["waited_seconds"],
                         "master_clock": rep["elapsed_seconds"]})  # fmt: skip
         return float(rep["elapsed_seconds"])
@@ -339,6 +347,7 @@ def job_rate(
         float(r["elapsed_seconds"]) / s for r, s in zip(reports, e2e, strict=True)
     )
     res["master_cores"] = master  # the master's CPU over each run's wall time
+    res["machine_cores"] = machine  # every process's, ours and others'
     res["timing_ms"] = {k: round(1e3 * statistics.median(t[k] for t in timings), 3)
                         for k in timings[0]}  # fmt: skip
     # evidence that every worker took part, and the time spent in the task functions
@@ -483,17 +492,27 @@ def _said(r: dict[str, Any]) -> str:
 
 
 def saturation(res: dict[str, Any]) -> str:
-    """Where the master's core saturates, from the million-task rows (one line)."""
-    rows = res.get("million") or {}
-    if not rows:
+    """What bounds the million-task rows: the master's one core, the machine's cores (ours
+    and other processes' together), or neither (then it is latency: round trips)."""
+    rows_ = res.get("million") or {}
+    if not rows_:
         return "master core: not measured (no million-task rows)"
-    busiest = {w: max(r["master_cores"]) for w, r in rows.items()}
-    full = [w for w, c in busiest.items() if c >= SATURATED]
-    shown = ", ".join(f"{w} worker{'s' * (w > 1)} {c:.0%}" for w, c in busiest.items())
-    if not full:
-        return f"the master's core did not saturate (of one core: {shown})"
-    return (f"the master's core saturates from {min(full)} worker{'s' * (min(full) > 1)} on "
-            f"(of one core: {shown}): past that, more workers add no rate")  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    shown = "; ".join(
+        f"{w} worker{'s' * (w > 1)}: master {max(r['master_cores']):.0%} of a core, machine "
+        f"{max(r['machine_cores']) / cores:.0%} of its {cores}"
+        for w, r in rows_.items()
+    )
+    master = [w for w, r in rows_.items() if max(r["master_cores"]) >= SATURATED]
+    machine = [w for w, r in rows_.items() if max(r["machine_cores"]) >= SATURATED * cores]
+    if master:
+        verdict = f"the master's core saturates from {min(master)} workers on"
+    elif machine:
+        verdict = (f"the machine's {cores} cores were all busy from {min(machine)} workers on "
+                   "(see other): they, not the master's core, bound the rate")  # fmt: skip
+    else:
+        verdict = "neither the master's core nor the machine saturated: round trips bound it"
+    return f"{verdict} ({shown})"
 
 
 def limit(res: dict[str, Any], roundtrips: dict[str, float]) -> list[dict[str, Any]]:
