@@ -164,7 +164,7 @@ def plot_cpu(cpu: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(ks or [1])
     ax.set_ylim(bottom=0)
     ax.set_xlabel("pool size k (one worker)")
-    ax.set_ylabel("speed-up vs inline (one core, no pool)")
+    ax.set_ylabel("speed-up vs the fastest run on one core")
     ax.set_title(
         f"cpu tasks (primes < {cpu['size']}): processes scale to the cores, threads don't (GIL)"
     )
