@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from distproc import registry, wire
+from distproc import calls, registry, wire
 from distproc.broker import Broker, JobError
 from distproc.ledger import DEAD
 from distproc.results import MAX_INLINE_BYTES
@@ -87,7 +87,8 @@ def test_results_for_tasks_never_handed_out_are_stale() -> None:
 def test_repeated_lease_ids_are_acknowledged_once() -> None:
     """2,000 repeats of one lease id made accept() rescan a 100k lease each time (22 s under
     the lock; the allowed 1,000,000 repeats would take hours). Now a lease is acknowledged
-    per range: 900,000 more entries naming it cost one range look-up each."""
+    per range: 99,999 more entries naming it cost one range look-up each; 900,000 held the
+    lock 6 s, so a call carries at most ``MAX_RANGES`` ranges."""
     b = Broker()
     job_id = b.submit({"kind": "square", "tasks": 100_000, "batch": 100_000})
     b.hello("w", {"name": "w"})
@@ -95,10 +96,13 @@ def test_repeated_lease_ids_are_acknowledged_once() -> None:
     [(lid, ranges, values, _)] = _answer(reply)
     assert ranges == [(0, 100_000)]
     first = [(lid, [(0, 99_999)], values[:-1], [])]
-    again = [(lid, [(0, 1)], values[:1], [])] * 900_000
-    b.exchange("w", job_id, first + again, 0.0, 0, 0.0)
+    again = [(lid, [(0, 1)], values[:1], [])]
+    with pytest.raises(ValueError, match="100,000 ranges"):
+        b.exchange("w", job_id, first + again * calls.MAX_RANGES, 0.0, 0, 0.0)
+    assert b.progress(job_id)["done"] == 0  # refused whole
+    b.exchange("w", job_id, first + again * (calls.MAX_RANGES - 1), 0.0, 0, 0.0)
     assert lid in b.jobs[job_id].leases  # its last task is still out
-    assert b.jobs[job_id].counts["duplicates"] == 900_000
+    assert b.jobs[job_id].counts["duplicates"] == calls.MAX_RANGES - 1
     b.exchange("w", job_id, [(lid, [(99_999, 1)], values[-1:], [])], 0.0, 0, 0.0)
     assert b.report(job_id)["ok"]
 

@@ -79,8 +79,10 @@ def test_malformed_batch_is_refused_and_the_same_batch_sent_right_counts(
 
 @pytest.mark.parametrize(
     "bad",
-    [[("0", 1)], [(0, 0)], [(-1, 2)], [(0, 1, 2)], [(True, 1)], [[0, 1]], (0, 1), "0-3", None],
-)
+    [[("0", 1)], [(0, 0)], [(-1, 2)], [(0, 1, 2)], [(True, 1)], [[0, 1]], (0, 1), "0-3", None,
+     [(0, 1)] * 100_001],
+    ids=lambda bad: repr(bad)[:20],
+)  # fmt: skip
 def test_malformed_release_is_refused_and_changes_nothing(procs: Procs, bad: Any) -> None:
     """``release`` takes ranges now: each is checked before the job is touched."""
     procs.master()
