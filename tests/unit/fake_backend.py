@@ -350,8 +350,11 @@ class FakeBackend(Backend):
                 lease = job.lease(index, spec.batch, len(workers))
                 if lease is None:
                     continue
-                results = [(t, kinds.expected(spec.kind, payloads[t])) for t in lease.tids]
-                job.accept(index, w.addresses[net], results, lease_ids=[lease.id])
+                # as a worker answers a range lease: flat values in id order, per lease
+                ranges = [(a, b - a) for a, b in lease.spans]
+                values = [kinds.expected(spec.kind, payloads[t]) for a, b in lease.spans
+                          for t in range(a, b)]  # fmt: skip
+                job.settle(index, w.addresses[net], [(lease.id, ranges, values, [])])
             if on_line is not None:
                 done = job.progress()
                 on_line(json.dumps({"progress": {"done": done["done"], "total": spec.tasks}}))

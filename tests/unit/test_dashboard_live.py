@@ -270,6 +270,7 @@ def test_the_real_masters_status_has_what_the_page_reads() -> None:
     makes of it: a worker holding a lease is working, and says its Python."""
     import platform
 
+    from distproc import kinds
     from distproc.broker import Broker
     from distproc.identity import describe
 
@@ -277,22 +278,26 @@ def test_the_real_masters_status_has_what_the_page_reads() -> None:
     broker = Broker()
     broker.hello("w1", describe("two-near-0", "near", "198.18.5.2"))
     job = broker.submit({"kind": "square", "tasks": 10, "batch": 4})
-    lease = broker.exchange("w1", None, [], [], 0.0, [], 4)
-    assert lease is not None and len(lease[4]) == 4
+    lease = broker.exchange("w1", None, [], 0.0, 4)
+    assert lease is not None and lease[4] == [(0, 4)]  # ids 0-3, one range
     status = broker.status()
     worker = status["workers"][0]
     assert (worker["tasks"], worker["leased"]) == (0, 4)
     assert worker["identity"]["python"] == platform.python_version()
     assert status["job"]["spec"]["kind"] == "square" and status["job"]["job"] == job
-    results = [(tid, payload * payload) for tid, payload in lease[4]]
-    broker.exchange("w1", job, results, [], 0.1, [lease[1]], 0)
+    ((first, count),) = lease[4]
+    values = [
+        kinds.expected("square", p)
+        for p in kinds.make_payloads("square", 10, 0, 0)[first : first + count]
+    ]
+    broker.exchange("w1", job, [(lease[1], lease[4], values, [])], 0.1, 0)
     worker = broker.status()["workers"][0]
     assert (worker["tasks"], worker["leased"]) == (4, 0)
 
     backend = FakeBackend()
     ClusterRun(cluster, backend, NullEvents()).up(run_job=False)
     live = LiveState(cluster, cluster.worker_names())
-    broker.exchange("w1", job, [], [], 0.0, [], 4)  # holds 4 more
+    broker.exchange("w1", job, [], 0.0, 4)  # holds 4 more
     live.observe(backend.inventory("two"), broker.status())
     row = live.snapshot()["workers"][0]
     assert (row["name"], row["state"], row["leased"], row["tasks"]) == ("two-near-0", "working",
