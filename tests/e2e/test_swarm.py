@@ -232,6 +232,16 @@ def test_down_leaves_nothing_on_any_machine(swarm: Swarm) -> None:
         assert not left, f"{name} still has {left}"
 
 
+def test_hosts_leave_undoes_provision(swarm: Swarm) -> None:
+    """Every machine leaves the swarm (workers first); a second leave has nothing to do."""
+    res = swarm.cli("hosts", "leave", "-f", str(swarm.file))
+    assert res.returncode == 0 and "3 hosts left the swarm" in res.stderr, res.stderr
+    for name, client in swarm.engines().items():
+        assert client.info()["Swarm"]["LocalNodeState"] == "inactive", name
+    again = swarm.cli("hosts", "leave", "-f", str(swarm.file))
+    assert again.returncode == 0 and "0 hosts left the swarm" in again.stderr, again.stderr
+
+
 def test_testbed_down_leaves_nothing_labelled(swarm: Swarm) -> None:
     res = swarm.cli("testbed", "down", timeout=600)
     assert res.returncode == 0, res.stderr
