@@ -16,7 +16,7 @@ ARGS   ?=
 HOSTS  ?= 3
 
 .PHONY: cluster-up cluster-down status logs job check validate graph test test-unit e2e \
-        bench bench-quick lint readme testbed-up testbed-down
+        bench bench-quick lint readme testbed-up testbed-down dashboard vendor-js
 
 # A failed install removes .venv, so that the next call tries again instead of trusting it.
 $(STAMPS)/base: pyproject.toml
@@ -60,6 +60,15 @@ testbed-up: $(STAMPS)/base
 
 testbed-down: $(STAMPS)/base
 	$(BIN)/orchestrate testbed down $(ARGS)
+
+# the live dashboard of the running cluster: make dashboard ARGS=--open
+dashboard: $(STAMPS)/dashboard
+	$(BIN)/orchestrate dashboard -f $(FILE) $(ARGS)
+
+# Re-fetch the dashboard's vendored JS (pinned in its vendor.json) with npm, checking hashes;
+# `make vendor-js ARGS=--check` only checks the committed files. Standard library and npm.
+vendor-js:
+	$(PYTHON) tools/vendor_js.py $(ARGS)
 
 test: $(STAMPS)/test
 	$(BIN)/pytest $(PYTEST_ARGS) tests

@@ -45,9 +45,9 @@ def measure(
     }
 
 
-def skipped(name: str, reason: str) -> dict[str, Any]:
-    """Result for a measurement that could not run here."""
-    return {"name": name, "skipped": reason}
+def skipped(name: str, reason: str, fix: str = "") -> dict[str, Any]:
+    """Result for a measurement that could not run here, and the command that brings it."""
+    return {"name": name, "skipped": reason, **({"fix": fix} if fix else {})}
 
 
 def free_port() -> int:

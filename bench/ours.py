@@ -7,9 +7,12 @@ calls) and reads the job's report.
 
 Timing: ``rate`` is the master's own measurement, the report's ``throughput`` (tasks /
 ``elapsed_seconds``, from the first task leased -- classic: the first ``task.get`` -- to the
-last result accepted). ``e2e_rate`` times the same job end to end from the client (connect,
-submit, payload generation on the master, wait, report): it includes fixed costs that a
-20000-task job of tiny tasks does not amortize.
+last result accepted). ``e2e_rate`` is what a user waits for: the same job end to end, from
+the client's connect to the report in hand (``run_job``'s ``timing``: connect, submit, wait,
+report). Its fixed costs (about 5 ms here, most of it the five authenticated connections the
+stdlib's proxies open) are a quarter of a 20,000-task job at 1M tasks/s, so the headline
+rows run a million tasks. ``master_cores`` is the master's CPU time over the run's wall time:
+near 1.0, its one core (the GIL) is the bound.
 
 CLI: ``python -m bench.ours [--quick] [--json]``.
 """
@@ -34,11 +37,13 @@ from typing import Any
 from bench.common import LOOPBACK, STARTUP_TIMEOUT, free_port, measure, stop_process, wait_until
 
 N_TINY = 20000  # tiny square tasks per timed run (the issue's N)
+N_MILLION = 1_000_000  # the headline: a million tiny tasks, end to end
+SCALE = (1, 2, 4, 8)  # workers on loopback for the million-task rows
+SATURATED = 0.9  # of one core: past this the master's core is the bound
 N_CLASSIC_QUICK = 3000  # classic runs ~5k tasks/s: enough for a stable rate in quick mode
-BATCHES = (64, 256, 1024)
+BATCHES = (64, 256, 1024, 4096)
 JOB_TIMEOUT = 300.0
 N_RT = 20000  # control round trips for our own transport floor
-N_LONG = 200000  # a sustained leased run
 FOREIGN_WARN = 0.2  # cores used by other processes above which a run is flagged
 STOP_TIMEOUT = 15.0  # a worker drains (finishes or releases what it holds) before exiting
 
@@ -100,18 +105,29 @@ def _machine_busy() -> float:
 
 class CpuProbe:
     """How many cores OTHER processes kept busy while we measured (another job on the
-    machine skews every rate here: on 2 cores, even a fraction of a core shows)."""
+    machine skews every rate here: on 2 cores, even a fraction of a core shows), and how
+    much of a core each of ours used."""
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.t0 = time.monotonic()
         self.machine0 = _machine_busy()
-        self.ours0 = sum(_cpu_seconds(p) for p in pids)
+        self.cpu0 = {p: _cpu_seconds(p) for p in pids}
+
+    def _wall(self) -> float:
+        return max(time.monotonic() - self.t0, 1e-9)
 
     def foreign_cores(self) -> float:
-        wall = max(time.monotonic() - self.t0, 1e-9)
-        ours = sum(_cpu_seconds(p) for p in self.pids) - self.ours0
-        return max(0.0, (_machine_busy() - self.machine0 - ours) / wall)
+        ours = sum(_cpu_seconds(p) - self.cpu0[p] for p in self.pids)
+        return max(0.0, (_machine_busy() - self.machine0 - ours) / self._wall())
+
+    def cores(self, pid: int) -> float:
+        """The cores ``pid`` used (CPU seconds per wall second; ticks of 10 ms)."""
+        return (_cpu_seconds(pid) - self.cpu0[pid]) / self._wall()
+
+    def machine_cores(self) -> float:
+        """The cores every process on the machine kept busy, ours and others'."""
+        return (_machine_busy() - self.machine0) / self._wall()
 
 
 class Cluster:
@@ -130,6 +146,9 @@ class Cluster:
         self.logs: dict[int, Path] = {}
         self._broker: Any = None
         self.last_foreign_cores = 0.0  # see CpuProbe
+        self.last_master_cores = 0.0
+        self.last_machine_cores = 0.0
+        self.last_timing: dict[str, float] = {}  # run_job's steps, seconds
 
     @property
     def address(self) -> tuple[str, int]:
@@ -256,10 +275,14 @@ class Cluster:
 
         live = [p.pid for p in self.procs if p.poll() is None]
         probe = CpuProbe([os.getpid(), *live, *(c for p in live for c in descendants(p))])
-        t0 = time.perf_counter()
-        rep = run_job(self.address, self.key, spec, timeout=JOB_TIMEOUT, connect_timeout=10.0)
-        e2e = time.perf_counter() - t0
+        timing: dict[str, float] = {}
+        rep = run_job(self.address, self.key, spec, timeout=JOB_TIMEOUT, connect_timeout=10.0,
+                      timing=timing)  # fmt: skip
+        e2e = timing["end_to_end"]
         self.last_foreign_cores = probe.foreign_cores()
+        self.last_master_cores = probe.cores(self.master.pid) if self.master else 0.0
+        self.last_machine_cores = probe.machine_cores()
+        self.last_timing = timing
         if not rep["ok"]:
             bad = [c for c in rep["checks"] if not c["ok"]]
             raise RuntimeError(f"job {rep['job']['id']} failed its checks: {bad}")
@@ -300,19 +323,33 @@ def job_rate(
         cl.job(warmup)
     e2e: list[float] = []
     reports: list[dict[str, Any]] = []
-
+    timings: list[dict[str, float]] = []
     foreign: list[float] = []
+    master: list[float] = []
+    machine: list[float] = []
 
     def once() -> float:
         rep, secs = cl.job(spec)
         e2e.append(secs)
         reports.append(rep)
         foreign.append(round(cl.last_foreign_cores, 3))
+        master.append(round(cl.last_master_cores, 3))
+        machine.append(round(cl.last_machine_cores, 3))
+        timings.append({**cl.last_timing, "first_lease": rep["waited_seconds"],
+                        "master_clock": rep["elapsed_seconds"]})  # fmt: skip
         return float(rep["elapsed_seconds"])
 
     res = measure(name, spec["tasks"], once, repeat, **extra)
     res["e2e_rate"] = statistics.median(spec["tasks"] / s for s in e2e)
     res["e2e_runs"] = [spec["tasks"] / s for s in e2e]
+    # per run: end to end over the master's clock (both of the same job)
+    res["e2e_over_master"] = statistics.median(
+        float(r["elapsed_seconds"]) / s for r, s in zip(reports, e2e, strict=True)
+    )
+    res["master_cores"] = master  # the master's CPU over each run's wall time
+    res["machine_cores"] = machine  # every process's, ours and others'
+    res["timing_ms"] = {k: round(1e3 * statistics.median(t[k] for t in timings), 3)
+                        for k in timings[0]}  # fmt: skip
     # evidence that every worker took part, and the time spent in the task functions
     res["tasks_per_worker"] = [[w["tasks"] for w in rep["workers"]] for rep in reports]
     res["busy_seconds"] = [sum(w["busy_seconds"] or 0.0 for w in rep["workers"]) for rep in reports]
@@ -331,7 +368,8 @@ def leased_tiny(
     with cl.workers(workers, "--protocol", "leased"):
         return job_rate(
             cl,
-            f"leased, {workers} worker{'s' * (workers > 1)}, batch {batch}",
+            f"leased, {workers} worker{'s' * (workers > 1)}, batch {batch}"
+            + (f", {n:,} tasks" if n != N_TINY else ""),
             _square(n, "leased", batch),
             repeat,
             warmup=_square(min(n, 2000), "leased", batch),
@@ -368,7 +406,7 @@ def control_roundtrips(cl: Cluster, n: int = N_RT, repeat: int = 3) -> list[dict
     out = []
     for name, call in (
         ("our master: ping", lambda: b.ping()),
-        ("our master: empty exchange", lambda: b.exchange(wid, None, [], [], 0.0, [], 0, 0.0)),
+        ("our master: empty exchange", lambda: b.exchange(wid, None, [], 0.0, 0, 0.0)),
     ):
 
         def once(call: Callable[[], Any] = call) -> float:
@@ -399,54 +437,82 @@ def tiny(
     classic_n: int | None = None,
     batches: tuple[int, ...] = (),
     roundtrips: int = 0,
-    long_n: int = 0,
+    million: int = 0,
+    scale: tuple[int, ...] = (),
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Leased vs classic on ONE master, for each worker count; optional extras.
 
-    Extras (in ``sweep``): the other ``batches``, and ``long_n`` tasks per job (a sustained
-    rate, less sensitive to scheduling jitter than a 20-30 ms window). ``roundtrips``: the
-    floor of one call to our master (``control_roundtrips``).
+    Extras: the other ``batches`` (in ``sweep``); ``million`` tasks per job for each worker
+    count of ``scale`` (in ``million``: the end-to-end headline, and where the master's core
+    saturates); ``roundtrips``: the floor of one call to our master (``control_roundtrips``).
 
     Leased runs go first: after a classic job, idle leased workers poll every 0.5 s instead
     of waiting on the master, which would only delay the start (not the measured window).
-    Returns ``{"leased": {w: res}, "classic": {w: res}, "sweep": [...], "roundtrips": [...],
-    "ratios": {...}}``.
+    Returns ``{"leased": {w: res}, "classic": {w: res}, "million": {w: res}, "sweep": [...],
+    "roundtrips": [...], "ratios": {...}}``.
     """
     say = log or (lambda _s: None)
-    out: dict[str, Any] = {"leased": {}, "classic": {}, "sweep": [], "roundtrips": []}
+    out: dict[str, Any] = {"leased": {}, "classic": {}, "million": {}, "sweep": [],
+                           "roundtrips": []}  # fmt: skip
     with cluster() as cl:
         for w in workers:
             r = out["leased"][w] = leased_tiny(cl, w, n, repeat, batch)
-            say(f"  {r['name']}: {r['rate']:,.0f} tasks/s (e2e {r['e2e_rate']:,.0f})")
+            say(f"  {_said(r)}")
+        for w in scale if million else ():
+            r = out["million"][w] = leased_tiny(cl, w, million, repeat, batch)
+            say(f"  {_said(r)}, master {max(r['master_cores']):.0%} of a core")
         for b in batches:
             for w in workers:
-                if b == batch:
-                    continue
-                r = leased_tiny(cl, w, n, repeat, b)
-                out["sweep"].append(r)
-                say(f"  {r['name']}: {r['rate']:,.0f} tasks/s")
-        if long_n:
-            for w in workers:
-                r = leased_tiny(cl, w, long_n, repeat, batch)
-                r["name"] += f", {long_n} tasks"
-                out["sweep"].append(r)
-                say(f"  {r['name']}: {r['rate']:,.0f} tasks/s")
+                if b != batch:  # on the million-task job if there is one: a steadier rate
+                    out["sweep"].append(r := leased_tiny(cl, w, million or n, repeat, b))
+                    say(f"  {_said(r)}")
         if roundtrips:
             out["roundtrips"] = control_roundtrips(cl, roundtrips, repeat)
             for r in out["roundtrips"]:
                 say(f"  {r['name']}: {r['rate']:,.0f} round trips/s")
         for w in workers:
             r = out["classic"][w] = classic_tiny(cl, w, classic_n or n, repeat)
-            say(f"  {r['name']}: {r['rate']:,.0f} tasks/s (e2e {r['e2e_rate']:,.0f})")
+            say(f"  {_said(r)}")
     ratios: dict[str, float | None] = {}
     for w in workers:
         ratios[f"leased/classic {w}w"] = ratio(out["leased"][w], out["classic"][w])
     if 1 in workers and 2 in workers:
         ratios["leased 2w/1w"] = ratio(out["leased"][2], out["leased"][1])
         ratios["classic 2w/1w"] = ratio(out["classic"][2], out["classic"][1])
+    if 1 in out["million"] and 2 in out["million"]:
+        one, two = out["million"][1], out["million"][2]
+        ratios["leased 2w/1w, end to end, million"] = two["e2e_rate"] / one["e2e_rate"]
     out["ratios"] = ratios
     return out
+
+
+def _said(r: dict[str, Any]) -> str:
+    return f"{r['name']}: {r['rate']:,.0f} tasks/s (end to end {r['e2e_rate']:,.0f})"
+
+
+def saturation(res: dict[str, Any]) -> str:
+    """What bounds the million-task rows: the master's one core, the machine's cores (ours
+    and other processes' together), or neither (then it is latency: round trips)."""
+    rows_ = res.get("million") or {}
+    if not rows_:
+        return "master core: not measured (no million-task rows)"
+    cores = len(os.sched_getaffinity(0))
+    shown = "; ".join(
+        f"{w} worker{'s' * (w > 1)}: master {max(r['master_cores']):.0%} of a core, machine "
+        f"{max(r['machine_cores']) / cores:.0%} of its {cores}"
+        for w, r in rows_.items()
+    )
+    master = [w for w, r in rows_.items() if max(r["master_cores"]) >= SATURATED]
+    machine = [w for w, r in rows_.items() if max(r["machine_cores"]) >= SATURATED * cores]
+    if master:
+        verdict = f"the master's core saturates from {min(master)} workers on"
+    elif machine:
+        verdict = (f"the machine's {cores} cores were all busy from {min(machine)} workers on "
+                   "(see other): they, not the master's core, bound the rate")  # fmt: skip
+    else:
+        verdict = "neither the master's core nor the machine saturated: round trips bound it"
+    return f"{verdict} ({shown})"
 
 
 def limit(res: dict[str, Any], roundtrips: dict[str, float]) -> list[dict[str, Any]]:
@@ -457,7 +523,7 @@ def limit(res: dict[str, Any], roundtrips: dict[str, float]) -> list[dict[str, A
     batch of ``batch`` would give if the master and workers did no per-task work).
     """
     out = []
-    for r in [*res["leased"].values(), *res["sweep"]]:
+    for r in [*res["leased"].values(), *res.get("million", {}).values(), *res["sweep"]]:
         for rt_name, rt in roundtrips.items():
             out.append(
                 {
@@ -501,12 +567,48 @@ def format_limit(rows_: list[dict[str, Any]]) -> str:
 
 def format_tiny(res: dict[str, Any]) -> str:
     """The tiny-task table plus the ratios."""
-    from bench.peers import format_table
-
-    lines = [format_table(rows(res))]
+    lines = [format_rows(rows(res))]
     lines += [f"{k}: {v:.2f}x" if v is not None else f"{k}: -" for k, v in res["ratios"].items()]
+    lines.append(saturation(res))
+    lines.append(timing_line(res))
     lines.append(foreign_note(rows(res)))
     return "\n".join(lines)
+
+
+def format_rows(results: list[dict[str, Any]]) -> str:
+    """Every row with the master's clock and end to end side by side (round trips apart)."""
+    head = ("measurement", "tasks", "master clock/s", "end to end/s", "e2e/master",
+            "master core", "other")  # fmt: skip
+    table = [head]
+    for r in results:
+        if "e2e_rate" not in r:
+            table.append((r["name"], f"{r['tasks']:,}", f"{r['rate']:,.0f} round trips",
+                          "", "", "", ""))  # fmt: skip
+            continue
+        short = r["seconds"] < 0.2  # 10 ms ticks: a core's share of a short run is noise
+        table.append((
+            r["name"], f"{r['tasks']:,}", f"{r['rate']:,.0f}", f"{r['e2e_rate']:,.0f}",
+            f"{r['e2e_over_master']:.0%}", "-" if short else f"{max(r['master_cores']):.0%}",
+            f"{max(r.get('foreign_cores') or [0.0]):.2f}",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    cells = (enumerate(zip(row, widths, strict=True)) for row in table)
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in row)
+                     for row in cells)  # fmt: skip
+
+
+def timing_line(res: dict[str, Any]) -> str:
+    """Where a job's end-to-end time goes, for the largest 2-worker (or 1-worker) row: the
+    client's steps, and inside its wait the master's clock (from the job built)."""
+    rows_ = res.get("million") or res["leased"]
+    r = rows_.get(2) or rows_.get(1)
+    if r is None:
+        return ""
+    t = r["timing_ms"]
+    return (f"{r['name']}, medians: client: connect {t['connect']:.1f} ms, submit (the job "
+            f"built) {t['submit']:.1f} ms, wait {t['wait']:.1f} ms, report {t['report']:.1f} "
+            f"ms, end to end {t['end_to_end']:.1f} ms; master: first lease {t['first_lease']:.1f}"
+            f" ms after the job was built, then its clock {t['master_clock']:.1f} ms")  # fmt: skip
 
 
 def foreign_note(results: list[dict[str, Any]]) -> str:
@@ -518,7 +620,8 @@ def foreign_note(results: list[dict[str, Any]]) -> str:
 
 def rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     """Every measurement of a ``tiny`` result as a flat list (for tables and JSON)."""
-    return [*res["leased"].values(), *res["sweep"], *res["classic"].values(), *res["roundtrips"]]
+    return [*res["leased"].values(), *res.get("million", {}).values(), *res["sweep"],
+            *res["classic"].values(), *res["roundtrips"]]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -532,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         classic_n=N_CLASSIC_QUICK if args.quick else None,
         batches=() if args.quick else BATCHES,
         roundtrips=2000 if args.quick else N_RT,
-        long_n=0 if args.quick else N_LONG,
+        million=N_MILLION // 5 if args.quick else N_MILLION,
+        scale=(1, 2) if args.quick else SCALE,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     if args.json:

@@ -38,6 +38,7 @@ EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
 EXIT_CHECK_FAILED = 3
 DEFAULT_CONFIG = "cluster.yaml"
+MIN_POLL = 0.5  # seconds between the dashboard's polls of the master, at the least
 
 
 class UsageError(OrchestrateError):
@@ -152,8 +153,11 @@ def _finish(args: argparse.Namespace, runner: ClusterRun, outcome: Outcome, what
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Build, create networks, master and workers, wait for them, run the job, verify."""
+    """Build, create networks, master and workers, wait for them, run the job, verify.
+    With ``--dashboard``, the dashboard serves from the start (the page shows the cluster
+    coming up) and until Ctrl-C after."""
     runner = _runner(args)
+    server = _start_dashboard(args, runner.cluster, in_thread=True) if args.dashboard else None
     outcome = runner.up(
         run_job=not args.no_job, ready_timeout=args.ready_timeout, job_timeout=args.job_timeout
     )
@@ -162,7 +166,95 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"cluster {runner.cluster.name!r} is up (no job run); "
             "try `orchestrate job` or `orchestrate check`"
         )
-    return _finish(args, runner, outcome, "up")
+    code = _finish(args, runner, outcome, "up")
+    if server is not None:
+        _err().print("the dashboard goes on serving: Ctrl-C to stop it")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            server.should_exit = True
+    return code
+
+
+def _start_dashboard(args: argparse.Namespace, cluster: Cluster, in_thread: bool) -> object:
+    """Serve the dashboard of ``cluster`` as the dashboard flags say (``dashboard`` and
+    ``up --dashboard``); a clear error when its extra is not installed."""
+    try:
+        from .dashboard import server
+        from .dashboard.poller import Poller
+    except ImportError as exc:
+        raise OrchestrateError(
+            f"the dashboard needs its extra ({exc.name} is missing): `make dashboard`, or "
+            "`pip install -e '.[dashboard]'`"
+        ) from None
+    if args.poll < MIN_POLL:
+        raise UsageError(f"--poll {args.poll}: at least {MIN_POLL} s (it bounds the polling)")
+    host = args.host
+    if host not in server.LOCAL_NAMES:
+        _err().print(
+            f"[yellow]warning: the dashboard listens on {host}, not only on this machine: "
+            "anyone who can reach it and has the token can start and cancel jobs[/yellow]",
+            soft_wrap=True,
+        )
+    token = server.read_token(Path(args.token_file)) if args.token_file else server.new_token()
+    poller = Poller(
+        cluster,
+        lambda: _backend(cluster),
+        args.file,
+        period=args.poll,
+        config_dir=Path(args.file).parent,
+    )
+
+    def started(url: str) -> None:
+        where = "the token is in --token-file" if args.token_file else "the token is in it"
+        print(f"dashboard of {cluster.name!r}: {url}  ({where})", file=sys.stderr, flush=True)
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    return server.serve(
+        poller, host, args.port, token, args.allow_host, on_started=started, in_thread=in_thread
+    )
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the live dashboard of the file's cluster, until Ctrl-C."""
+    _start_dashboard(args, _load(args), in_thread=False)
+    return EXIT_OK
+
+
+def _add_dashboard_options(parser: argparse.ArgumentParser, flag: bool = False) -> None:
+    """The dashboard's options, for ``dashboard`` and ``up --dashboard``."""
+    g = parser.add_argument_group("dashboard")
+    if flag:
+        g.add_argument("--dashboard", action="store_true", help="serve the live dashboard too")
+    g.add_argument("--port", type=int, default=8050, help="its port (default %(default)s)")
+    g.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address it listens on (default %(default)s: this machine only)",
+    )
+    g.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the page may be reached by, besides localhost (repeatable)",
+    )
+    g.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read the token from FILE (default: a new one, printed at start)",
+    )
+    g.add_argument("--open", action="store_true", help="open the page in a browser")
+    g.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between polls of the cluster (default %(default)s)",
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -244,26 +336,16 @@ def _add_job_overrides(parser: argparse.ArgumentParser) -> None:
 def _job_overrides(args: argparse.Namespace, cluster: Cluster) -> dict[str, object]:
     """The job options given on the command line, checked against the Job model."""
     from distproc.spec import job_fields
-    from pydantic import ValidationError
 
-    from .model.checks import job_time_warnings
-    from .model.topology import Job
+    from .cluster import job_overrides
 
-    flags = {f.name: f.flag for f in job_fields()}
-    overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
-    if overrides.get("kind", cluster.job.kind) != cluster.job.kind and "size" not in overrides:
-        overrides["size"] = None  # a size belongs to its kind: --kind io without --size
-        # would otherwise inherit a cpu job's 10000 as 10 s per io task
+    given = {f.name: getattr(args, f.name) for f in job_fields()}
     try:
-        job = Job.model_validate({**cluster.job.model_dump(), **overrides})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{flags.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'job'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise UsageError(f"job: {problems}") from None
-    for issue in job_time_warnings(cluster.model_copy(update={"job": job})):
-        _err().print(f"warning: {issue.message}", soft_wrap=True)
+        overrides, warnings = job_overrides(cluster, given)
+    except ValueError as exc:
+        raise UsageError(f"job: {exc}") from None
+    for warning in warnings:
+        _err().print(f"warning: {warning}", soft_wrap=True)
     return overrides
 
 
@@ -377,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="cancel the job after S seconds (default %(default)s)",
     )
+    _add_dashboard_options(p, flag=True)
     p.set_defaults(func=cmd_up)
 
     p = commands.add_parser("down", help="remove the cluster's containers and networks")
@@ -408,6 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_option(p)
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.set_defaults(func=cmd_check)
+
+    p = commands.add_parser("dashboard", help="the cluster and its tasks as a live web page")
+    _add_file_option(p)
+    _add_dashboard_options(p)
+    p.set_defaults(func=cmd_dashboard)
 
     p = commands.add_parser("graph", help="the topology as Mermaid (and SVG with Graphviz)")
     _add_file_option(p)

@@ -116,6 +116,37 @@ class Outcome:
         }
 
 
+def job_overrides(cluster: Cluster, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The job fields ``given`` (None: not given), checked against the ``Job`` model merged
+    with the file's job: ``(overrides, warnings)``. Raises ``ValueError`` naming each bad
+    field by its flag, and nothing is run. For the CLI's flags and the dashboard's form."""
+    from distproc.spec import job_fields
+    from pydantic import ValidationError
+
+    from .model.checks import job_time_warnings
+    from .model.topology import Job
+
+    flags = {f.name: f.flag for f in job_fields()}
+    unknown = sorted(set(given) - set(flags))
+    if unknown:
+        raise ValueError(f"unknown job fields: {', '.join(unknown)}")
+    overrides = {name: value for name, value in given.items() if value is not None}
+    if overrides.get("kind", cluster.job.kind) != cluster.job.kind and "size" not in overrides:
+        overrides["size"] = None  # a size belongs to its kind: --kind io without --size
+        # would otherwise inherit a cpu job's 10000 as 10 s per io task
+    try:
+        job = Job.model_validate({**cluster.job.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(
+                f"{flags.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'job'}: {e['msg']}"
+                for e in exc.errors()
+            )
+        ) from None
+    warnings = job_time_warnings(cluster.model_copy(update={"job": job}))
+    return overrides, [w.message for w in warnings]
+
+
 class ClusterRun:
     """Operations on one cluster through one backend; progress goes to ``events``."""
 

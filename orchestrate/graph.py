@@ -1,9 +1,11 @@
-"""The topology as a picture: Mermaid text, and Graphviz DOT for an SVG."""
+"""The topology as a picture: Mermaid text, Graphviz DOT for an SVG, and Cytoscape.js elements
+for the dashboard, all three the same drawing."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 from .model import Cluster
 
@@ -93,6 +95,81 @@ def dot(cluster: Cluster) -> str:
             lines.append(f'  "net:{net}" -- "{slot.name}";')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+#: Where ``elements`` puts the three columns of Mermaid's ``flowchart LR``, and the row pitch.
+COLUMNS = {"master": 0, "network": 260, "worker": 520}
+ROW = 80
+
+
+def elements(
+    cluster: Cluster,
+    where: dict[str, list[str]] | None = None,
+    machines: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The same picture as Cytoscape.js elements: ``data`` (``id``, ``label``, ``kind``,
+    ``parent`` for what a machine box holds) and a ``position``. As in ``mermaid``: the
+    master, then its networks, then the workers, left to right, and a box per machine around
+    what is pinned to it. ``where`` (container -> machines) replaces the placement the model
+    allows with where the engine put each container; ``machines`` (name -> title) names the
+    boxes (default: the file's hosts). Positions are laid out here, rows in the model's
+    order, so that the page needs no layout library; with machine boxes the page lays them
+    out itself (a box spans columns)."""
+    where = _placed(cluster) if where is None else where
+    if machines is None:
+        machines = {h.name: f"{h.name}\n{h.address} ({h.role})" for h in cluster.hosts}
+    m = cluster.master_name
+    out: list[dict[str, Any]] = []
+    boxes = {hosts[0] for hosts in where.values() if len(hosts) == 1 and hosts[0] in machines}
+    for name in sorted(boxes):
+        out.append({"data": {"id": f"host:{name}", "label": machines[name], "kind": "machine"}})
+
+    def node(name: str, label: str, kind: str, x: float, y: float) -> dict[str, Any]:
+        hosts = where.get(name, [])
+        data: dict[str, Any] = {"id": name, "label": label + _on(hosts, len(hosts) == 1, "\n")}
+        data["kind"] = kind
+        if len(hosts) == 1 and hosts[0] in boxes:
+            data["parent"] = f"host:{hosts[0]}"
+        return {"data": data, "position": {"x": x, "y": y}}
+
+    slots = list(cluster.iter_workers())
+    rows = {slot.name: i * ROW for i, slot in enumerate(slots)}
+    net_rows: dict[str, float] = {}
+    for i, net in enumerate(cluster.networks):
+        attached = [rows[s.name] for s in slots if net.name in s.group.networks]
+        net_rows[net.name] = sum(attached) / len(attached) if attached else i * ROW
+    on_master = [net_rows[n] for n in cluster.master.networks]
+    out.append(
+        node(
+            m,
+            f"{m}\nmaster :{cluster.master.port}",
+            "master",
+            COLUMNS["master"],
+            sum(on_master) / len(on_master) if on_master else 0,
+        )
+    )
+    for net in cluster.networks:
+        flag = "internal" if net.internal else "external"
+        out.append(
+            {
+                "data": {
+                    "id": f"net:{net.name}",
+                    "label": f"{net.name}\n{net.subnet}\n{flag}",
+                    "kind": "network",
+                },
+                "position": {"x": COLUMNS["network"], "y": net_rows[net.name]},
+            }
+        )
+    for slot in slots:
+        label = f"{slot.name}\nworker ({slot.group.name})"
+        out.append(node(slot.name, label, "worker", COLUMNS["worker"], rows[slot.name]))
+    for net in cluster.master.networks:
+        out.append({"data": {"id": f"{m}--{net}", "source": m, "target": f"net:{net}"}})
+    for slot in slots:
+        for net in slot.group.networks:
+            edge = {"id": f"{net}--{slot.name}", "source": f"net:{net}", "target": slot.name}
+            out.append({"data": edge})
+    return out
 
 
 GRAPHVIZ_MISSING = (

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from . import calls, kinds
+from . import calls, kinds, wire
 from .classic import ClassicResults, ClassicTasks, Takers, parse_result
 from .identity import netns
 from .ledger import Ledger
@@ -81,26 +81,22 @@ class Broker:
         self,
         wid: str,
         job_id: str | None,
-        oks: list[tuple[int, Any]],
-        errors: list[tuple[int, str]],
+        done: list[wire.Done],
         busy: float,
-        lease_ids: list[int],
         want: int,
         wait: float = 0.0,
     ) -> tuple[Any, ...] | None:
-        """Acknowledge results and lease up to ``want`` tasks, in one round trip.
+        """Record results and lease up to ``want`` tasks, in one round trip (``wire.py``).
 
         Returns ``None`` when there is nothing to do (after waiting up to ``wait`` seconds),
         ``("hello",)`` if this master does not know the worker (it restarted), ``("classic",)``
-        while a classic job runs, or ``(job_id, lease_id, lease_seconds, kind, tasks)`` where
-        ``tasks`` is a list of ``(task_id, payload)``.
+        while a classic job runs, or a lease: ``(job_id, lease_id, lease_seconds, kind,
+        ranges, source)``.
         """
         calls.text("wid", wid)
         calls.text("job_id", job_id, optional=True)
-        oks = calls.results("oks", oks)
-        errors = calls.errors("errors", errors)
+        done = calls.done("done", done)
         busy = calls.seconds("busy", busy, high=1e9)
-        lease_ids = calls.ids("lease_ids", lease_ids)
         want = min(calls.integer("want", want, 0, 2**63), calls.MAX_WANT)
         wait = calls.seconds("wait", wait)
         peer = current_peer()
@@ -109,14 +105,13 @@ class Broker:
             rec = self.registry.seen(wid, peer)
             if rec is None:
                 return ("hello",)
-            if oks or errors:
+            if done:
                 job = self.jobs.get(job_id) if job_id else None
                 if job is None or job.spec.protocol != "leased":
-                    log.info("ignored %d results for unknown job %s", len(oks) + len(errors),
-                             job_id)  # fmt: skip
+                    log.info("ignored results of %d leases for unknown job %s", len(done), job_id)
                 else:
-                    job.check_results(oks, errors)  # raises before anything changes
-                    job.accept(rec.index, peer, oks, errors, busy, lease_ids)
+                    wire.check_done(done, job.total, job.id)  # raises before anything changes
+                    job.settle(rec.index, peer, done, busy)
                     if job.done:
                         self._finish(job)
             while True:
@@ -126,9 +121,8 @@ class Broker:
                 if job is not None and want > 0 and job.spec.protocol == "leased":
                     lease = job.lease(rec.index, want, self.registry.active())
                     if lease is not None:
-                        payloads = job.payloads
-                        tasks = [(t, payloads[t]) for t in lease.tids]
-                        return (job.id, lease.id, job.spec.lease_seconds, job.spec.kind, tasks)
+                        return wire.lease(job.id, lease.id, job.spec.lease_seconds,
+                                          job.spec.kind, lease.spans, job.payloads)  # fmt: skip
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -147,17 +141,17 @@ class Broker:
                 return 0
             return job.renew(rec.index)
 
-    def release(self, wid: str, job_id: str, tids: list[int]) -> int:
+    def release(self, wid: str, job_id: str, ranges: list[wire.Range]) -> int:
         """Give back tasks the worker will not run; they go back to the queue at once."""
         calls.text("wid", wid)
         calls.text("job_id", job_id)
-        tids = calls.ids("tids", tids)
+        spans = wire.to_spans(calls.ranges("ranges", ranges))
         with self.lock:
             rec = self.registry.seen(wid, current_peer())
             job = self.jobs.get(job_id)
             if rec is None or job is None:
                 return 0
-            n = job.release(rec.index, tids)
+            n = job.release(rec.index, spans)
             if n:
                 self.changed.notify_all()
             return n
@@ -345,10 +339,21 @@ class Broker:
         return rep
 
     def status(self) -> dict[str, Any]:
-        """Who is connected, and the current job."""
+        """Who is connected, and the current job (its progress and its ``spec``). Each worker
+        also says what it did in the current job: ``tasks`` accepted from it and ``leased``,
+        the tasks it holds now (0 with no job; a classic job has no leases): what a live
+        view shows per worker without asking for the whole report."""
         with self.lock:
             workers = self.registry.status()
-            job = self.current.progress() if self.current else None
+            current = self.current
+            held = current.held() if current is not None else {}
+            for index, w in enumerate(workers):
+                tally = current.tally.get(index) if current is not None else None
+                w["tasks"] = tally.tasks if tally is not None else 0
+                w["leased"] = held.get(index, 0)
+            job = (
+                None if current is None else {**current.progress(), "spec": current.spec.as_dict()}
+            )
         return {
             "master": self.identity,
             "uptime_seconds": round(time.time() - self.started, 3),

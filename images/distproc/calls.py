@@ -15,6 +15,9 @@ from typing import Any
 MAX_TEXT = 256  # worker and job ids
 MAX_ERROR = 2000  # an error text is cut to this
 MAX_ITEMS = 1_000_000  # entries in one list argument
+#: ranges in one call's results: each costs the master a few us under its lock (6 us, measured:
+#: 900,000 one-id ranges held it 6 s), where ours send one per lease, or a few per pool
+MAX_RANGES = 100_000
 MAX_IDENTITY = 16_384  # characters of a worker's identity, as repr
 MAX_WAIT = 30.0  # seconds a call may block the thread that serves it
 MAX_WANT = 1_000_000
@@ -60,14 +63,6 @@ def flag(name: str, value: Any) -> bool:
     return value
 
 
-def ids(name: str, value: Any) -> list[int]:
-    items = _list(name, value)
-    for i, tid in enumerate(items):
-        if type(tid) is not int:
-            raise CallError(f"{name}[{i}] must be an integer id, not {_show(tid)}")
-    return items
-
-
 def results(name: str, value: Any) -> list[tuple[int, Any]]:
     """``[(task id, value), ...]``: exactly pairs, integer ids."""
     items = _list(name, value)
@@ -75,6 +70,41 @@ def results(name: str, value: Any) -> list[tuple[int, Any]]:
         if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not int:
             raise CallError(f"{name}[{i}] must be a pair (integer id, value), not {_show(pair)}")
     return items
+
+
+def ranges(name: str, value: Any) -> list[tuple[int, int]]:
+    """``[(first id, count), ...]``: pairs of integers, first >= 0, count >= 1; at most
+    ``MAX_RANGES``."""
+    items = _list(name, value)
+    if len(items) > MAX_RANGES:
+        raise CallError(f"{name} has {len(items):,} ranges: at most {MAX_RANGES:,} per call")
+    for i, r in enumerate(items):
+        if (type(r) is not tuple or len(r) != 2 or type(r[0]) is not int or type(r[1]) is not int
+                or r[0] < 0 or r[1] < 1):  # fmt: skip
+            raise CallError(f"{name}[{i}] must be a pair (first id >= 0, count >= 1), "
+                            f"not {_show(r)}")  # fmt: skip
+    return items
+
+
+def done(name: str, value: Any) -> list[tuple[int, list, list, list]]:
+    """``[(lease id, ranges, values, errors), ...]`` (``wire.py``): at most ``MAX_ITEMS``
+    values and ``MAX_RANGES`` ranges in all. Which ids the ranges may name is the job's to
+    say (``wire.check_done``)."""
+    out, values_in_all, ranges_in_all = [], 0, 0
+    for i, entry in enumerate(_list(name, value)):
+        if type(entry) is not tuple or len(entry) != 4 or type(entry[0]) is not int:
+            raise CallError(f"{name}[{i}] must be (lease id, ranges, values, errors), "
+                            f"not {_show(entry)}")  # fmt: skip
+        values = _list(f"{name}[{i}] values", entry[2])
+        spans = _list(f"{name}[{i}] ranges", entry[1])
+        values_in_all += len(values)
+        ranges_in_all += len(spans)
+        if values_in_all > MAX_ITEMS or ranges_in_all > MAX_RANGES:
+            raise CallError(f"{name} has over {MAX_ITEMS:,} values or {MAX_RANGES:,} ranges: "
+                            "at most that many per call")  # fmt: skip
+        out.append((entry[0], ranges(f"{name}[{i}] ranges", spans), values,
+                    errors(f"{name}[{i}] errors", entry[3])))  # fmt: skip
+    return out
 
 
 def errors(name: str, value: Any) -> list[tuple[int, str]]:
@@ -99,7 +129,7 @@ def _list(name: str, value: Any) -> list[Any]:
         raise CallError(f"{name} must be a list, not {_show(value)}")
     if len(value) > MAX_ITEMS:
         raise CallError(f"{name} has {len(value):,} entries: at most {MAX_ITEMS:,} per call")
-    return list(value)
+    return value if type(value) is list else list(value)  # ours: unpickled for this call
 
 
 def _show(value: Any) -> str:

@@ -345,17 +345,20 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not isinstance(payloads, list):
             raise ValueError(f"--payloads {args.payloads}: expected a JSON list")
         args.tasks = len(payloads)
+    progress, timing = ProgressPrinter(args.progress), {}
     rep = run_job(
         parse_address(args.master),
         read_authkey(args.authkey_file),
         _spec(args),
         payloads,
         timeout=args.timeout,
-        progress=ProgressPrinter(args.progress),
+        progress=progress,
         connect_timeout=args.connect_timeout,
         results=args.include_results,
+        timing=timing,
     )
     _print_json(rep)
+    progress.timing(timing)
     return EXIT_OK if rep["ok"] else EXIT_CHECK
 
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 import importlib
 import keyword
 import math
+import operator
 import random
 import re
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
+from itertools import repeat
 from typing import Any, overload
 
 BUILTIN = ("square", "cpu", "io")
@@ -129,7 +131,7 @@ class Payloads(Sequence[Any]):
     """
 
     def __init__(self, kind: str, count: int, size: int, seed: int) -> None:
-        self.kind, self.count, self.size = kind, count, size
+        self.kind, self.count, self.size, self.seed = kind, count, size, seed
         self._a, self._b = _affine(count, seed)
         self._a_inverse = pow(self._a, -1, count) if count > 1 else 1
 
@@ -152,11 +154,36 @@ class Payloads(Sequence[Any]):
             return self.size
         return i
 
+    def span(self, start: int, stop: int) -> list[Any]:
+        """The payloads of ids ``start..stop-1`` (within the job), at C speed: a worker
+        makes a lease's payloads and the master the values it checks them against."""
+        if self.kind == "square":
+            a, b = self._a, self._b
+            return list(
+                map(operator.mod, range(a * start + b, a * stop + b, a), repeat(self.count))
+            )
+        if self.kind in ("cpu", "io"):
+            return [self.size] * (stop - start)
+        return list(range(start, stop))
+
     def index_of(self, value: int) -> int | None:
         """The task whose payload is ``value`` (``square`` only), or None."""
         if self.kind != "square" or not 0 <= value < self.count:
             return None
         return ((value - self._b) * self._a_inverse) % self.count
+
+
+class Named(Sequence[Any]):
+    """A finished job's explicit payloads: only those a report names (dead, lost...)."""
+
+    def __init__(self, kept: dict[int, Any], total: int) -> None:
+        self._kept, self._total = kept, total
+
+    def __len__(self) -> int:
+        return self._total
+
+    def __getitem__(self, tid: Any) -> Any:
+        return self._kept.get(tid)
 
 
 def _affine(count: int, seed: int) -> tuple[int, int]:
@@ -210,6 +237,25 @@ def check_payloads(kind: str, payloads: Sequence[Any]) -> None:
 def checkable(kind: str) -> bool:
     """Whether the master can verify values of this kind itself."""
     return kind in _BUILTINS
+
+
+def misses(kind: str, payloads: list[Any], values: list[Any]) -> list[int]:
+    """The offsets where ``values`` are not what built-in ``kind`` makes of ``payloads``.
+
+    A whole span at once: its expected values made and compared as lists (C speed) when
+    every value is an int (so no ``__eq__`` of a stranger runs), value by value otherwise.
+    """
+    if kind == "square":
+        want: list[Any] = list(map(operator.mul, payloads, payloads))
+    elif kind == "cpu":
+        want = list(map(_expected_cpu, payloads))
+    else:
+        want = payloads
+    if set(map(type, values)) <= {int} and values == want:
+        return []
+    check = checker(kind)
+    assert check is not None
+    return [i for i, (p, v) in enumerate(zip(payloads, values, strict=True)) if not check(p, v)]
 
 
 def checker(kind: str) -> Callable[[Any, Any], bool] | None:

@@ -1,272 +1,129 @@
-"""The job ledger: leases, retries, dead letters and exactly-once accounting.
+"""The job ledger: leases, retries and results, over the per-task states of ``states.py``.
 
 Pure bookkeeping, no networking: the broker calls it under one lock, after checking every
-argument (``check_results``), so a call either applies whole or not at all.
+argument (``wire.check_done``), so a call either applies whole or not at all.
 
-Memory is bounded by what is in flight, not by what is done. Per task the ledger keeps two
-bytes (``state`` and ``attempts``, bytearrays: 20 MB for 10,000,000 tasks, where lists cost
-8 bytes a slot plus an int object each); values are checked on arrival, counted, and handed
-to a ``ResultSink`` that drops or streams them. Lease holders and last errors are kept only
-for tasks not yet final; dead letters only for the first ``MAX_LISTED``. The pending queue is
-a cursor over the never-leased ids plus two deques (released tasks first, retries last).
-When a job ends its per-task bytes are compressed (``zlib``: a 10M-task job of one state
-packs to some 20 KB), which is what keeps the job history small.
+Leases and the pending queue hold ranges of ids (``ranges.py``), so handing out,
+acknowledging, releasing and expiring contiguous ids cost per range, not per task: the
+per-task work left is C loops over bytes and lists (slice assignment, ``bytes.translate``,
+list equality; ``wire.py`` has the measurement). A range splits where a task fails or is
+released, and merges again with its neighbours as they come back to the queue.
 
-Every task ends in exactly one final state:
-
-- ``OK``: a result was accepted (the first one to arrive; later ones count as duplicates);
-- ``FAILED``: the task raised and the job does not retry errors;
-- ``DEAD``: ``max_attempts`` attempts were used up by errors, crashes or expired leases,
-  or the job was cancelled;
-- ``LOST``: classic protocol only: the connection that took the task closed before a result
-  for it arrived (at-most-once, the tutorial's rule).
+Until it is final, a leased job's ``LEASED`` id is held by exactly one live lease, and a
+``PENDING`` id waits in the queue exactly once (tests/unit/test_ranges.py checks both, and
+one final state per id, after every step of random event orders).
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
-import sys
-import time
-import zlib
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import kinds
-from .results import ResultSink
-from .spec import JobSpec
+from .ranges import PendingQueue, RangeSet, Span
+from .states import (
+    BYTE,
+    CLASSIC_GUARANTEE,
+    DEAD,
+    EXPIRED,
+    FAILED,
+    LEASED,
+    LEASED_GUARANTEE,
+    LOST,
+    MAX_LISTED,
+    OK,
+    PENDING,
+    STATE_NAMES,
+    From,
+    TaskStates,
+    WorkerTally,
+)  # fmt: skip
+from .wire import Done
 
-PENDING, LEASED, OK, FAILED, DEAD, LOST = range(6)
-STATE_NAMES = ("pending", "leased", "ok", "failed", "dead", "lost")
-MAX_LISTED = 20  # dead letters, failures, losses and wrong values named in a report
+__all__ = ["CLASSIC_GUARANTEE", "DEAD", "FAILED", "LEASED", "LEASED_GUARANTEE", "LOST",
+           "MAX_LISTED", "OK", "PENDING", "STATE_NAMES", "Lease", "Ledger",
+           "WorkerTally"]  # fmt: skip
 
-EXPIRED = "lease expired: the worker died, hung or was cut off, or the task ran past task_timeout"
-LEASED_GUARANTEE = "at-least-once execution, exactly-once accounting"
-CLASSIC_GUARANTEE = "at-most-once: a task held by a worker that dies is lost (the tutorial's rule)"
-_BURY = bytes(DEAD if s in (PENDING, LEASED) else s for s in range(256))  # for stop()
-
-
-class _Named(Sequence[Any]):
-    """A finished job's explicit payloads: only those a report names (dead, lost...)."""
-
-    def __init__(self, kept: dict[int, Any], total: int) -> None:
-        self._kept, self._total = kept, total
-
-    def __len__(self) -> int:
-        return self._total
-
-    def __getitem__(self, tid: Any) -> Any:
-        return self._kept.get(tid)
+_UP = bytes((i + 1) & 255 for i in range(256))  # attempts + 1 over a span (bytes.translate)
+_DOWN = bytes((i - 1) & 255 for i in range(256))
+_NONE = RangeSet()  # what a lease holds for a worker that does not hold it
 
 
 @dataclass
 class Lease:
-    """A batch of tasks held by one worker until ``deadline`` (renewed by heartbeats)."""
+    """Ids held by one worker until ``deadline`` (renewed by heartbeats): ``spans`` as handed
+    out; ``held``, what is still out (results and releases take ids out; empty, it ends)."""
 
     id: int
     worker: int
     deadline: float
-    tids: list[int]
+    spans: list[Span]
+    held: RangeSet
     last_renewal: float = float("inf")  # no deadline is extended past this
 
 
-@dataclass
-class WorkerTally:
-    """One worker's share of one job."""
-
-    tasks: int = 0
-    busy: float = 0.0
-    failed: int = 0
-    duplicates: int = 0
-    peers: Counter[str] = field(default_factory=Counter)
-
-
-class Ledger:
-    """The state of one job's tasks."""
+class Ledger(TaskStates):
+    """One job: its tasks' states, its leases and its queue."""
 
     _lease_ids = itertools.count(1)
 
-    def __init__(
-        self,
-        job_id: str,
-        spec: JobSpec,
-        payloads: Sequence[Any],
-        clock: Callable[[], float] = time.monotonic,
-        sink: ResultSink | None = None,
-        worker_name: Callable[[int], str] = str,
-    ) -> None:
-        n = len(payloads)
-        self.id = job_id
-        self.spec = spec
-        self.payloads = payloads
-        self.total = n
-        self.clock = clock
-        self.sink = sink or ResultSink()
-        self.worker_name = worker_name
-        self.state = bytearray(n)  # PENDING == 0
-        self.attempts = bytearray(n)  # max_attempts <= 255 (spec.py)
-        self.holder: dict[int, int] = {}  # leased task -> lease id
-        self.errors: dict[int, str] = {}  # last error of a task waiting for its retry
-        self.fresh = 0  # ids below this have been leased at least once
-        self.front: deque[int] = deque()  # released: handed out first
-        self.back: deque[int] = deque()  # retries: handed out after the fresh ids
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = PendingQueue(self.total)
         self.leases: dict[int, Lease] = {}
-        self.tally: dict[int, WorkerTally] = {}
-        self.letters: dict[int, list[dict[str, Any]]] = {FAILED: [], DEAD: [], LOST: []}
-        self.wrong: list[int] = []
-        self.final = 0
-        self.counts: Counter[str] = Counter()  # ok failed dead lost duplicates stale ...
-        self._check = kinds.checker(spec.kind)
-        self._packed: bytes | None = None  # state + attempts, compressed once finished
-        self._state_counts: list[int] | None = None
-        self.submitted = clock()
-        self.started: float | None = None if n else self.submitted  # first task handed out
-        self.finished: float | None = None
+        self._used_up = bytes(int(a >= self.spec.max_attempts) for a in range(256))
         self._maybe_finish()
 
-    # -- queries ---------------------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return self.final == self.total
-
-    def progress(self) -> dict[str, Any]:
-        c = self.counts
-        return {
-            "job": self.id,
-            "total": self.total,
-            "done": self.final,
-            "ok": c["ok"],
-            "failed": c["failed"],
-            "dead": c["dead"],
-            "lost": c["lost"],
-            "duplicates": c["duplicates"],
-            "finished": self.done,
-        }
-
-    def state_counts(self) -> list[int]:
-        """How many tasks are in each state, counted from the per-task bytes themselves."""
-        if self._state_counts is not None:
-            return self._state_counts
-        return [self.state.count(s) for s in range(len(STATE_NAMES))]
-
-    def state_of(self, tid: int) -> int:
-        """One task's state (unpacks a finished job's bytes: for tests and rare reads)."""
-        return self._bytes()[0][tid]
-
-    def attempts_of(self, tid: int) -> int:
-        return self._bytes()[1][tid]
-
-    def unfinished(self, limit: int = MAX_LISTED) -> list[int]:
-        """The first ``limit`` ids not in a final state."""
-        return list(itertools.islice(self._unfinished_ids(), limit))
-
-    def _unfinished_ids(self) -> Iterator[int]:
-        """Every id not in a final state, in order, without listing them all at once."""
-        return heapq.merge(*(self._ids_in(s) for s in (PENDING, LEASED)))
-
-    def _ids_in(self, s: int) -> Iterator[int]:
-        state = self.state
-        i = state.find(s)
-        while i >= 0:
-            yield i
-            i = state.find(s, i + 1)
-
-    def nbytes(self) -> int:
-        """About what this job holds in memory, for the broker's history budget."""
-        per_task = len(self._packed) if self._packed is not None else 2 * self.total
-        if isinstance(self.payloads, list):  # explicit payloads, until the job ends
-            per_task += 8 * len(self.payloads) + sum(map(sys.getsizeof, self.payloads[:1000])) * (
-                len(self.payloads) // 1000 + 1
-            )
-        in_flight = 100 * (len(self.holder) + len(self.errors) + len(self.front) + len(self.back))
-        return 2048 + per_task + in_flight + 300 * sum(map(len, self.letters.values()))
-
-    def _bytes(self) -> tuple[bytes | bytearray, bytes | bytearray]:
-        if self._packed is None:
-            return self.state, self.attempts
-        raw = zlib.decompress(self._packed)
-        return raw[: self.total], raw[self.total :]
-
-    def mark_started(self) -> None:
-        """The first task left the master: the job's clock starts here."""
-        if self.started is None:
-            self.started = self.clock()
-
-    def _tally(self, worker: int) -> WorkerTally:
-        t = self.tally.get(worker)
-        if t is None:
-            t = self.tally[worker] = WorkerTally()
-        return t
-
     def pending_count(self) -> int:
-        return len(self.front) + (self.total - self.fresh) + len(self.back)
+        return len(self.queue)
+
+    def held(self) -> Counter[int]:
+        """Tasks each worker holds on a lease now, by worker index: per range, not per task
+        (what the dashboard shows per worker)."""
+        out: Counter[int] = Counter()
+        for lease in self.leases.values():
+            out[lease.worker] += len(lease.held)
+        return out
+
+    def _pieces_in_flight(self) -> int:
+        return self.queue.pieces + sum(lease.held.pieces for lease in self.leases.values())
+
+    def _end_in_flight(self) -> None:
+        self.leases.clear()
+        self.queue.clear()
 
     # -- leasing ---------------------------------------------------------------------------
-    def _next_pending(self) -> int | None:
-        state = self.state
-        while self.front:
-            tid = self.front.popleft()
-            if state[tid] == PENDING:
-                return tid
-        while self.fresh < self.total:
-            tid = self.fresh
-            self.fresh += 1
-            if state[tid] == PENDING:  # a result may have come before it was ever leased
-                return tid
-        while self.back:
-            tid = self.back.popleft()
-            if state[tid] == PENDING:  # accepted while waiting for a retry: dropped here
-                return tid
-        return None
-
     def lease(self, worker: int, want: int, active_workers: int = 1) -> Lease | None:
         """Hand out up to ``want`` pending tasks (at most a batch, and a fair share at the end)."""
-        pending = self.pending_count()
+        pending = len(self.queue)
         if want <= 0 or not pending or self.finished is not None:
             return None
-        share = math.ceil(pending / max(1, active_workers))
-        n = min(want, self.spec.batch, max(1, share))
+        n = min(want, self.spec.batch, max(1, math.ceil(pending / max(1, active_workers))))
+        spans = self.queue.take(n)
+        for a, b in spans:
+            self._lease_span(a, b)
         now = self.clock()
-        lid = next(self._lease_ids)
-        tids: list[int] = []
-        state, attempts, holder = self.state, self.attempts, self.holder
-        # the hot path: never-leased ids in a row, when nothing was released
-        if not self.front and self.fresh < self.total:
-            start = self.fresh
-            stop = min(self.total, start + n)
-            for tid in range(start, stop):
-                if state[tid] == PENDING:
-                    tids.append(tid)
-            self.fresh = stop
-        while len(tids) < n:
-            tid = self._next_pending()
-            if tid is None:
-                break
-            tids.append(tid)
-        if not tids:
-            return None
-        for tid in tids:
-            state[tid] = LEASED
-            attempts[tid] += 1
-            holder[tid] = lid
-        lease = Lease(lid, worker, now + self.spec.lease_seconds, tids,
-                      now + self.spec.task_timeout)  # fmt: skip
+        lease = Lease(next(self._lease_ids), worker, now + self.spec.lease_seconds, spans,
+                      RangeSet(spans), now + self.spec.task_timeout)  # fmt: skip
         self.mark_started()
-        self.leases[lid] = lease
+        self.leases[lease.id] = lease
         return lease
+
+    def _lease_span(self, a: int, b: int) -> None:
+        self.state[a:b] = BYTE[LEASED] * (b - a)
+        self.attempts[a:b] = self.attempts[a:b].translate(_UP)
 
     def take(self) -> int | None:
         """One task for a classic ``get`` (no lease: the classic protocol has no time-outs)."""
-        if self.finished is not None:
+        spans = self.queue.take(1) if self.finished is None else []
+        if not spans:
             return None
-        tid = self._next_pending()
-        if tid is None:
-            return None
-        self.state[tid] = LEASED
-        self.attempts[tid] += 1
+        tid = spans[0][0]
+        self._lease_span(tid, tid + 1)
         self.mark_started()
         return tid
 
@@ -283,193 +140,170 @@ class Ledger:
     def expire(self) -> int:
         """Take back the tasks of leases past their deadline; returns how many tasks."""
         now = self.clock()
-        late = [lid for lid, lease in self.leases.items() if lease.deadline < now]
         n = 0
-        for lid in late:
-            lease = self._drop_lease(lid)
+        for lid in [lid for lid, lease in self.leases.items() if lease.deadline < now]:
+            lease = self.leases.pop(lid)
             self.counts["expired"] += 1
-            for tid in lease.tids:
-                if self.state[tid] == LEASED and self.holder.get(tid, lid) == lid:
-                    self.holder.pop(tid, None)
-                    n += 1
-                    self._retry_or_bury(tid, EXPIRED, retry=True)
+            for a, b in lease.held:
+                n += b - a
+                self._spend(a, b)
+        self._maybe_finish()
         return n
 
-    def release(self, worker: int, tids: Iterable[int]) -> int:
+    def _spend(self, a: int, b: int) -> None:
+        """Leased ids ``[a, b)`` lost an attempt to an expired lease: each goes back to the
+        queue, or is dead if its attempts are used up (runs found in the attempts bytes)."""
+        used = self.attempts[a:b].translate(self._used_up)
+        i = 0
+        while i < len(used):
+            j = used.find(1 - used[i], i)
+            j = len(used) if j < 0 else j
+            p, q = a + i, a + j
+            if used[i]:
+                self._bury(p, q, DEAD, EXPIRED, "", "")
+            else:
+                self.state[p:q] = BYTE[PENDING] * (q - p)
+                self.queue.put_back(p, q)
+                self.counts["retries"] += q - p
+                self._forget_errors(p, q)
+                self.expired.add(p, q)
+            i = j
+
+    def release(self, worker: int, spans: Iterable[Span]) -> int:
         """Give back leased tasks a worker will not run (it is stopping): no attempt is spent."""
+        spans = list(spans)
         n = 0
-        for tid in tids:
-            if 0 <= tid < self.total and self.state[tid] == LEASED:
-                lease = self.leases.get(self.holder.get(tid, 0))
-                if lease is None or lease.worker != worker:
-                    continue
-                self.state[tid] = PENDING
-                self.attempts[tid] -= 1
-                del self.holder[tid]
-                self.front.appendleft(tid)
-                n += 1
-        for lid in [lid for lid, lease in self.leases.items() if lease.worker == worker]:
-            if not any(self.holder.get(t) == lid for t in self.leases[lid].tids):
-                self._drop_lease(lid)
+        for lease in [lease for lease in self.leases.values() if lease.worker == worker]:
+            for a, b in spans:
+                for c, d in lease.held.overlap(a, b):
+                    lease.held.remove(c, d)
+                    self.state[c:d] = BYTE[PENDING] * (d - c)
+                    self.attempts[c:d] = self.attempts[c:d].translate(_DOWN)
+                    self.queue.put_front(c, d)
+                    n += d - c
+            if not lease.held:
+                del self.leases[lease.id]
         return n
-
-    def _drop_lease(self, lid: int) -> Lease:
-        lease = self.leases.pop(lid)
-        holder = self.holder
-        for tid in lease.tids:
-            if holder.get(tid) == lid and self.state[tid] != LEASED:
-                del holder[tid]
-        return lease
 
     # -- results ---------------------------------------------------------------------------
-    def check_results(self, oks: Sequence[tuple[int, Any]], errors: Sequence[tuple[int, str]],
-                      lease_ids: Sequence[int] = ()) -> None:  # fmt: skip
-        """Raise ValueError unless every id names a task of this job: checked before
-        ``accept`` changes anything, so a malformed batch leaves the job as it was."""
-        total = self.total
-        for what, pairs in (("result", oks), ("error", errors)):
-            for tid, _ in pairs:
-                if not 0 <= tid < total:
-                    raise ValueError(f"{what} for task {tid}: job {self.id} has ids 0..{total - 1}")
-
-    def accept(
-        self,
-        worker: int,
-        peer: str,
-        oks: Iterable[tuple[int, Any]],
-        errors: Iterable[tuple[int, str]] = (),
-        busy: float = 0.0,
-        lease_ids: Iterable[int] = (),
-    ) -> tuple[int, int]:
-        """Record results from ``worker`` seen on TCP peer ``peer``; returns (accepted, dups).
-
-        The first result for a task wins, whatever lease it came from (a worker whose lease
-        expired may still finish first); any later one is counted as a duplicate. Ids must
-        have passed ``check_results``.
-        """
-        tally = self._tally(worker)
-        tally.busy += busy
+    def settle(self, worker: int, peer: str, done: Sequence[Done],
+               busy: float = 0.0) -> tuple[int, int]:  # fmt: skip
+        """Record ``done`` from ``worker`` seen on TCP peer ``peer``; returns (accepted,
+        duplicates). The ids the named lease still holds are recorded a span at a time;
+        any other id one at a time, by ``accept``'s rules (the first result wins, whatever
+        lease it came from). ``done`` must have passed ``check_done``."""
+        src = self._from(worker, peer)
+        src.tally.busy += busy
+        tasks, dups = src.tally.tasks, src.tally.duplicates
         if self.finished is not None:  # every task is final: all of these are duplicates
-            dups = sum(1 for _ in oks) + sum(1 for _ in errors)
-            tally.duplicates += dups
-            self.counts["duplicates"] += dups
-            return 0, dups
-        state, payloads, check, sink = self.state, self.payloads, self._check, self.sink
-        stream = sink.mode == "stream"
-        name = self.worker_name(worker) if stream else ""
-        accepted = dups = 0
-        attempts = self.attempts
-        for tid, value in oks:
-            if state[tid] >= OK:
-                dups += 1
-                continue
-            if not attempts[tid]:  # never handed out: nobody was asked for this result
-                self.counts["stale"] += 1
-                continue
-            state[tid] = OK
-            if check is not None and not check(payloads[tid], value):
-                self.counts["wrong"] += 1
-                if len(self.wrong) < MAX_LISTED:
-                    self.wrong.append(tid)
-            if stream:
-                sink.write(tid, "ok", value, name, peer, self.attempts[tid])
-            accepted += 1
-        failed = 0
-        for tid, error in errors:
-            if state[tid] >= OK:
-                dups += 1
-                continue
-            lease = self.leases.get(self.holder.get(tid, 0)) if state[tid] == LEASED else None
-            if lease is None or lease.worker != worker:
-                # an error from a lease that already expired: that attempt is spent already
-                self.counts["stale"] += 1
-                continue
-            failed += 1
-            self.holder.pop(tid, None)
-            self._retry_or_bury(tid, error, self.spec.retry_errors, worker, peer)
-        tally.tasks += accepted
-        tally.failed += failed
-        tally.duplicates += dups
-        if accepted:
-            tally.peers[peer] += accepted
-        self.counts["ok"] += accepted
-        self.counts["duplicates"] += dups
-        self.final += accepted
-        for lid in set(lease_ids):  # repeats would rescan a lease each time
-            lease = self.leases.get(lid)
-            if lease is not None and all(
-                state[t] != LEASED or self.holder.get(t) != lid for t in lease.tids
-            ):
-                self._drop_lease(lid)
+            self._dup(src, sum(len(values) for _, _, values, _ in done))
+            return 0, src.tally.duplicates - dups
+        for lease_id, ranges, values, errors in done:
+            lease = self.leases.get(lease_id)
+            held = lease.held if lease is not None and lease.worker == worker else _NONE
+            failed = dict(errors)
+            pos = 0
+            for first, count in ranges:
+                shift, cursor = pos - first, first  # the value of id t is values[t + shift]
+                for a, b in held.overlap(first, first + count):
+                    self._loose(src, cursor, a, values, shift, failed)
+                    self._held(src, lease, a, b, values, shift, failed)  # type: ignore[arg-type]
+                    cursor = b
+                self._loose(src, cursor, first + count, values, shift, failed)
+                pos += count
+            if lease is not None and not lease.held:
+                self.leases.pop(lease_id, None)
         self._maybe_finish()
-        return accepted, dups
+        return src.tally.tasks - tasks, src.tally.duplicates - dups
 
-    def lose(self, tid: int, reason: str, who: str, peer: str) -> bool:
-        """A classic task whose taker's connection closed without a result: lost."""
-        if self.finished is not None or self.state[tid] != LEASED:
-            return False
-        self._bury(tid, LOST, reason, who, peer)
-        return True
+    def _held(self, src: From, lease: Lease, a: int, b: int, values: list[Any], shift: int,
+              failed: dict[int, str]) -> None:  # fmt: skip
+        """Ids ``[a, b)`` of ``lease``, held by the worker that sent them: ok spans between
+        the ids that raised."""
+        cuts = [t for t in failed if a <= t < b] if failed else []
+        p = a
+        for t in [*cuts, b]:
+            if p < t:
+                self._ok_span(src, lease, p, t, values[p + shift : t + shift])
+            if t < b:
+                self._error(src, t, failed[t], lease)
+            p = t + 1
 
-    def _retry_or_bury(self, tid: int, error: str, retry: bool, worker: int = -1,
-                       peer: str = "") -> None:  # fmt: skip
+    def _ok_span(self, src: From, lease: Lease, p: int, q: int, values: list[Any]) -> None:
+        self.state[p:q] = BYTE[OK] * (q - p)
+        lease.held.remove(p, q)
+        if self._check is not None:
+            wrong = kinds.misses(self.spec.kind, self._payload_span(p, q), values)
+            if wrong:
+                self._wrong([p + i for i in wrong])
+        self._record(src, p, q, values)
+
+    def _loose(self, src: From, p: int, q: int, values: list[Any], shift: int,
+               failed: dict[int, str]) -> None:  # fmt: skip
+        """Ids ``[p, q)`` not held by the lease that sent them: one at a time, unless every
+        one is final already (duplicates, counted at C speed)."""
+        if p >= q:
+            return
+        if self.state.find(PENDING, p, q) < 0 and self.state.find(LEASED, p, q) < 0:
+            self._dup(src, q - p)
+            return
+        for t in range(p, q):
+            if t in failed:
+                self._error(src, t, failed[t], self._holder(t))
+            else:
+                self._ok(src, t, values[t + shift])
+
+    def accept(self, worker: int, peer: str, oks: Iterable[tuple[int, Any]],
+               errors: Iterable[tuple[int, str]] = ()) -> tuple[int, int]:  # fmt: skip
+        """Record results one id at a time (the classic protocol, tests; ids in range), by
+        ``settle``'s rules, as from no lease; returns (accepted, duplicates)."""
+        done = [(0, [(t, 1)], [v], []) for t, v in oks]
+        done += [(0, [(t, 1)], [None], [(t, e)]) for t, e in errors]
+        return self.settle(worker, peer, done)
+
+    def _ok(self, src: From, tid: int, value: Any) -> None:
+        state = self.state[tid]
+        if state >= OK:
+            self._dup(src, 1)
+            return
+        if not self.attempts[tid]:  # never handed out: nobody was asked for this result
+            self.counts["stale"] += 1
+            return
+        holder = self._holder(tid) if state == LEASED else None
+        if holder is not None:  # a late result: its new holder's copy is a duplicate
+            holder.held.remove(tid, tid + 1)
+            if not holder.held:
+                del self.leases[holder.id]
+        elif state == PENDING:  # waiting for its retry: it leaves the queue
+            self.queue.discard(tid, tid + 1)
+        self.state[tid] = OK
+        if self._check is not None and not self._check(self.payloads[tid], value):
+            self._wrong([tid])
+        self._record(src, tid, tid + 1, [value])
+
+    def _error(self, src: From, tid: int, error: str, lease: Lease | None) -> None:
+        if self.state[tid] >= OK:
+            self._dup(src, 1)
+            return
+        if lease is None or lease.worker != src.worker or tid not in lease.held:
+            self.counts["stale"] += 1  # from a lease that expired: that attempt is spent
+            return
+        lease.held.remove(tid, tid + 1)
+        if not lease.held:
+            self.leases.pop(lease.id, None)
+        src.tally.failed += 1
+        self._retry_or_bury(tid, error, self.spec.retry_errors, src)
+
+    def _holder(self, tid: int) -> Lease | None:
+        """The live lease that holds ``tid`` (a scan: live leases are few)."""
+        return next((lease for lease in self.leases.values() if tid in lease.held), None)
+
+    def _retry_or_bury(self, tid: int, error: str, retry: bool, src: From) -> None:
         if retry and self.attempts[tid] < self.spec.max_attempts:
             self.errors[tid] = error
+            self.expired.remove(tid, tid + 1)
             self.state[tid] = PENDING
-            self.back.append(tid)
+            self.queue.put_back(tid, tid + 1)
             self.counts["retries"] += 1
             return
-        name = self.worker_name(worker) if worker >= 0 else ""
-        self._bury(tid, DEAD if retry else FAILED, error, name, peer)
-
-    def _bury(self, tid: int, final: int, error: str, name: str, peer: str) -> None:
-        self.errors.pop(tid, None)
-        self.state[tid] = final
-        self._letter(final, tid, error, name, peer)
-        self.sink.write(tid, STATE_NAMES[final], None, name, peer, self.attempts[tid], error)
-        self.counts[STATE_NAMES[final]] += 1
-        self.final += 1
-        self._maybe_finish()
-
-    def _letter(self, final: int, tid: int, error: str, name: str, peer: str) -> None:
-        """Name a task that did not end ok, while fewer than ``MAX_LISTED`` are named."""
-        letters = self.letters[final]
-        if len(letters) < MAX_LISTED:
-            letters.append({"id": tid, "attempts": self.attempts[tid], "error": error,
-                            "worker": name or None, "peer": peer or None})  # fmt: skip
-
-    def _maybe_finish(self) -> None:
-        if self.finished is not None or self.final != self.total:
-            return
-        self.finished = self.clock()
-        self._state_counts = [self.state.count(s) for s in range(len(STATE_NAMES))]
-        packer = zlib.compressobj(1)  # piecewise: no 2-bytes-a-task copy at the peak
-        self._packed = packer.compress(self.state) + packer.compress(self.attempts) + packer.flush()
-        self.state = bytearray()
-        self.attempts = bytearray()
-        if not isinstance(self.payloads, kinds.Payloads):  # explicit: keep the named ones
-            named = {x["id"] for letters in self.letters.values() for x in letters}
-            self.payloads = _Named({t: self.payloads[t] for t in named}, self.total)
-        self.leases.clear()
-        self.holder.clear()
-        self.errors.clear()
-        self.front.clear()
-        self.back.clear()
-        self.sink.close()
-
-    def stop(self, reason: str) -> None:
-        """Bury every unfinished task as dead (a cancelled job): always ends the job, in
-        time linear in bytes, not in Python work per task (a 10M-task cancel)."""
-        if self.finished is not None:
-            return
-        for tid in self.unfinished(MAX_LISTED - len(self.letters[DEAD])):
-            self._letter(DEAD, tid, self.errors.get(tid, reason), "", "")
-        if self.sink.mode == "stream":
-            for tid in self._unfinished_ids():
-                self.sink.write(tid, "dead", None, "", "", self.attempts[tid],
-                                self.errors.get(tid, reason))  # fmt: skip
-        left = self.total - self.final
-        self.state = bytearray(self.state.translate(_BURY))
-        self.counts["dead"] += left
-        self.final = self.total  # whatever the counts said: the recount judges them
-        self._maybe_finish()
+        self._bury(tid, tid + 1, DEAD if retry else FAILED, error, src.name, src.peer)

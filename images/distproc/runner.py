@@ -23,6 +23,7 @@ from . import kinds
 from .concurrency import run_mode
 from .outbox import Outbox, error_text
 from .pools import Pools, run_timed
+from .wire import Range, ranges_of
 
 if TYPE_CHECKING:
     from .worker import WorkerConfig
@@ -32,8 +33,10 @@ log = logging.getLogger("distproc.worker")
 IDLE_WAIT = 0.5
 STOP_CHECK = 0.05
 
-#: hands tasks back to the master: (job_id, task ids, what they are, for the log)
-Release = Callable[[str, list[int], str], None]
+CHUNK = 256  # inline tasks run between two looks at the stop flag
+
+#: hands tasks back to the master: (job_id, ranges of ids, what they are, for the log)
+Release = Callable[[str, list[Range], str], None]
 
 
 @dataclass
@@ -64,7 +67,6 @@ class TaskRunner:
         self.release = release
         self.pools = Pools(cfg.concurrency, cfg.threads, cpus, cfg.start_method)
         self.inflight: dict[Future, Running] = {}
-        self.lease_left: dict[tuple[str, int], int] = {}
         self.suspects: list[Running] = []
         self._last_mode: str | None = None
 
@@ -74,7 +76,7 @@ class TaskRunner:
         for run in runs:
             by_job[run.job_id].append(run.tid)
         for job_id, tids in by_job.items():
-            self.release(job_id, tids, what)
+            self.release(job_id, ranges_of(sorted(tids)), what)
 
     def mode(self, kind: str) -> str:
         return run_mode(kind, self.cfg.mode)
@@ -86,14 +88,16 @@ class TaskRunner:
             return cap
         return max(0, min(cap, 2 * self.pools.size(self._last_mode) - len(self.inflight)))
 
-    def start(self, job_id: str, lease_id: int, kind: str, tasks: list[tuple[int, Any]]) -> None:
+    def start(self, job_id: str, lease_id: int, kind: str, ranges: list[Range],
+              payloads: list[Any]) -> None:  # fmt: skip
+        """Run a lease: ``payloads`` flat, in the order of the ids of ``ranges``."""
         mode = self.mode(kind)
         self._last_mode = mode
         if mode == "inline":
-            self._run_inline(job_id, lease_id, kind, tasks)
+            self._run_inline(job_id, lease_id, kind, ranges, payloads)
             return
-        self.lease_left[(job_id, lease_id)] = len(tasks)
-        for tid, payload in tasks:
+        ids = (t for first, count in ranges for t in range(first, first + count))
+        for tid, payload in zip(ids, payloads, strict=True):
             run = Running(job_id, lease_id, tid, kind, payload)
             try:
                 self.inflight[self.pools.get(mode).submit(run_timed, kind, payload)] = run
@@ -101,26 +105,32 @@ class TaskRunner:
                 self.suspects.append(run)
                 self._recover_pool()
 
-    def _run_inline(self, job_id: str, lease_id: int, kind: str, tasks: list) -> None:
+    def _run_inline(self, job_id: str, lease_id: int, kind: str, ranges: list[Range],
+                    payloads: list[Any]) -> None:  # fmt: skip
         try:
             fn = kinds.resolve(kind)
         except kinds.KindError as exc:
-            self.outbox.errors[job_id].extend((tid, error_text(exc)) for tid, _ in tasks)
-            self.outbox.leases[job_id].append(lease_id)
+            for first, count in ranges:
+                ids = range(first, first + count)
+                self.outbox.add(job_id, lease_id, first, [None] * count,
+                                [(t, error_text(exc)) for t in ids])  # fmt: skip
             return
-        oks = self.outbox.oks[job_id]
-        errors = self.outbox.errors[job_id]
         t0 = time.perf_counter()
-        for i, (tid, payload) in enumerate(tasks):
-            if self.stopping.is_set():
-                self.release(job_id, [t for t, _ in tasks[i:]], "unstarted")
-                break
-            try:
-                oks.append((tid, fn(payload)))
-            except Exception as exc:
-                errors.append((tid, error_text(exc)))
+        pos = 0
+        for i, (first, count) in enumerate(ranges):
+            values: list[Any] = []
+            errors: list[tuple[int, str]] = []
+            for off in range(0, count, CHUNK):
+                if self.stopping.is_set():
+                    self.outbox.add(job_id, lease_id, first, values, errors)
+                    self.release(job_id, [(first + off, count - off), *ranges[i + 1 :]],
+                                 "unstarted")  # fmt: skip
+                    self.outbox.busy[job_id] += time.perf_counter() - t0
+                    return
+                run_span(fn, payloads[pos + off : pos + off + CHUNK], first + off, values, errors)
+            self.outbox.add(job_id, lease_id, first, values, errors)
+            pos += count
         self.outbox.busy[job_id] += time.perf_counter() - t0
-        self.outbox.leases[job_id].append(lease_id)
 
     def collect(self, block: bool) -> None:
         """Move finished pool tasks to the outbox; a broken pool turns its tasks into suspects."""
@@ -146,22 +156,12 @@ class TaskRunner:
                 continue
             if exc is None:
                 value, seconds = fut.result()
-                self.outbox.oks[run.job_id].append((run.tid, value))
+                self.outbox.add_one(run.job_id, run.lease_id, run.tid, value)
                 self.outbox.busy[run.job_id] += seconds
             else:
-                self.outbox.errors[run.job_id].append((run.tid, error_text(exc)))
-            self._lease_step(run)
+                self.outbox.add_one(run.job_id, run.lease_id, run.tid, error=error_text(exc))
         if broken:
             self._recover_pool()
-
-    def _lease_step(self, run: Running) -> None:
-        key = (run.job_id, run.lease_id)
-        left = self.lease_left.get(key, 1) - 1
-        if left <= 0:
-            self.lease_left.pop(key, None)
-            self.outbox.leases[run.job_id].append(run.lease_id)
-        else:
-            self.lease_left[key] = left
 
     def _recover_pool(self) -> None:
         """A pool process died: drop the broken pool; its tasks come back as suspects."""
@@ -175,15 +175,13 @@ class TaskRunner:
             try:
                 value, seconds = self.pools.run_alone(run.kind, run.payload)
             except BrokenProcessPool:
-                self.outbox.errors[run.job_id].append(
-                    (run.tid, "crashed its worker process (killed or exited)")
-                )
+                error = "crashed its worker process (killed or exited)"
+                self.outbox.add_one(run.job_id, run.lease_id, run.tid, error=error)
             except Exception as exc:
-                self.outbox.errors[run.job_id].append((run.tid, error_text(exc)))
+                self.outbox.add_one(run.job_id, run.lease_id, run.tid, error=error_text(exc))
             else:
-                self.outbox.oks[run.job_id].append((run.tid, value))
+                self.outbox.add_one(run.job_id, run.lease_id, run.tid, value)
                 self.outbox.busy[run.job_id] += seconds
-            self._lease_step(run)
         if self.suspects:  # stopping: hand the rest back
             suspects, self.suspects = self.suspects, []
             self.release_runs(suspects, "unstarted")
@@ -203,3 +201,24 @@ class TaskRunner:
 
     def shutdown(self, terminate: bool) -> None:
         self.pools.shutdown(terminate)
+
+
+def run_span(fn: Callable[[Any], Any], payloads: list[Any], first: int, values: list[Any],
+             errors: list[tuple[int, str]]) -> None:  # fmt: skip
+    """Append ``fn(p)`` for each payload (ids from ``first``) to ``values``; where it raises,
+    None, and the error to ``errors``. One C loop (``list.extend(map(...))``) unless a task
+    raises: ``extend`` keeps what the ``map`` made before (test_ranges.py checks it)."""
+    start = len(values)
+    it = iter(payloads)
+    while True:
+        try:
+            values.extend(map(fn, it))
+        except Exception as exc:
+            errors.append((first + len(values) - start, error_text(exc)))
+            values.append(None)
+            continue
+        if len(values) - start == len(payloads):
+            return
+        # a task raised StopIteration, which ends a map as if it had run out
+        errors.append((first + len(values) - start, "StopIteration"))
+        values.append(None)

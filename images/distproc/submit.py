@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -23,15 +24,21 @@ def run_job(
     connect_timeout: float = 30.0,
     poll: float = 0.25,
     results: bool = False,
+    timing: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Submit ``spec``, wait until it finishes (or cancel it after ``timeout``), report it.
 
     A job that times out is cancelled: in classic mode its unanswered tasks are reported
     lost, in leased mode dead. Either way the report says what happened to every id.
+    ``timing``, if given, gets the seconds each step took as the client saw them: the job
+    end to end is what a user waits for, the report's ``elapsed_seconds`` the master's clock.
     """
+    marks = [time.perf_counter()]
     manager = connect(address, authkey, connect_timeout)
     b = broker(manager)
+    marks.append(time.perf_counter())
     job_id = b.submit(spec, payloads)
+    marks.append(time.perf_counter())
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         state = b.wait(job_id, poll)
@@ -42,7 +49,17 @@ def run_job(
         if deadline is not None and time.monotonic() > deadline:
             b.cancel(job_id, f"not finished within the {timeout:.0f}s job timeout")
             break
-    return b.report(job_id, results)
+    marks.append(time.perf_counter())
+    rep = b.report(job_id, results)
+    marks.append(time.perf_counter())
+    if timing is not None:
+        steps = [b - a for a, b in itertools.pairwise(marks)]
+        timing.update(zip(TIMING[:-1], steps, strict=True), end_to_end=marks[-1] - marks[0])
+    return rep
+
+
+#: the client's steps, in ``run_job``'s ``timing`` (seconds); the last is their sum
+TIMING = ("connect", "submit", "wait", "report", "end_to_end")
 
 
 class ProgressPrinter:
@@ -86,3 +103,8 @@ class ProgressPrinter:
                 file=self.stream,
                 flush=True,
             )
+
+    def timing(self, timing: dict[str, float]) -> None:
+        """The client's steps once the report is in (JSON lines only: for the bench)."""
+        if self.style == "json":
+            print(json.dumps({"timing": timing}), file=self.stream, flush=True)

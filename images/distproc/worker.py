@@ -28,6 +28,7 @@ from .identity import describe, local_ip_of, usable_cpus
 from .outbox import Outbox, error_text, picklable
 from .pools import as_pool_process
 from .runner import IDLE_WAIT, TaskRunner
+from .wire import Range, payloads_of
 
 log = logging.getLogger("distproc.worker")
 
@@ -173,24 +174,19 @@ class Worker:
 
     # -- leased protocol -----------------------------------------------------------------------
     def _exchange(self, job_id: str | None, want: int, wait: float) -> Any:
-        oks, errors, busy, leases = self.outbox.take(job_id) if job_id else ([], [], 0.0, [])
+        done, busy = self.outbox.take(job_id) if job_id else ([], 0.0)
         try:
             try:
-                reply = self._broker.exchange(
-                    self.wid, job_id, oks, errors, busy, leases, want, wait
-                )
+                reply = self._broker.exchange(self.wid, job_id, done, busy, want, wait)
             except (pickle.PicklingError, TypeError, AttributeError):
                 # a value that cannot be pickled: nothing was sent; send it as an error
-                oks, bad = picklable(oks)
-                errors = errors + bad
-                reply = self._broker.exchange(
-                    self.wid, job_id, oks, errors, busy, leases, want, wait
-                )
+                done = picklable(done)
+                reply = self._broker.exchange(self.wid, job_id, done, busy, want, wait)
         except LINK_ERRORS:
             if job_id:
-                self.outbox.put_back(job_id, oks, errors, busy, leases)
+                self.outbox.put_back(job_id, done, busy)
             raise
-        if oks or errors:
+        if done:
             self._failed_sends = 0
         return reply
 
@@ -236,15 +232,15 @@ class Worker:
                 else:
                     time.sleep(IDLE_WAIT)
                 continue
-            job_id, lease_id, self._lease_seconds, kind, tasks = reply
+            job_id, lease_id, self._lease_seconds, kind, ranges, source = reply
             if self.stopping.is_set():  # the signal came during the call: hand them back
-                self._release(job_id, [tid for tid, _ in tasks])
+                self._release(job_id, ranges)
                 continue
-            self.tasks.start(job_id, lease_id, kind, tasks)
+            self.tasks.start(job_id, lease_id, kind, ranges, payloads_of(kind, ranges, source))
 
-    def _release(self, job_id: str, tids: list[int], what: str = "unstarted") -> None:
-        if tids and self._broker is not None:
-            n = self._broker.release(self.wid, job_id, tids)
+    def _release(self, job_id: str, ranges: list[Range], what: str = "unstarted") -> None:
+        if ranges and self._broker is not None:
+            n = self._broker.release(self.wid, job_id, ranges)
             log.info("released %d %s tasks of job %s", n, what, job_id)
 
     def _drain_past_deadline(self) -> bool:

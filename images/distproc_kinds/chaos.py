@@ -62,3 +62,15 @@ def huge(mib: int) -> bytes:
     """Returns ``mib`` MiB: past the master's request cap, its result can never be delivered
     (give the payloads with ``--payloads``; task indexes make small results)."""
     return bytes(mib * 1024 * 1024)
+
+
+def noted(n: int) -> int:
+    """Notes each run as a line ``<pid> <id>`` in the file ``$DISTPROC_NOTES``; while the
+    file ``$DISTPROC_NOTES.hold`` exists, ids from 2 on wait for it to go (a test kills the
+    worker that holds them, mid-lease, and sees which ids run again)."""
+    notes = os.environ["DISTPROC_NOTES"]
+    with open(notes, "a") as f:
+        f.write(f"{os.getpid()} {n}\n")
+    while n >= 2 and os.path.exists(notes + ".hold"):
+        time.sleep(0.01)
+    return n

@@ -144,14 +144,7 @@ class DockerBackend(Backend):
                 for _ in pool.map(self._remove_container, containers):
                     removed += 1
             for net in self.client.networks.list(filters=flt):
-                net.reload()
-                for attached in net.attrs.get("Containers") or {}:
-                    # a container joined by hand: detach it, never remove it
-                    with contextlib.suppress(docker.errors.APIError):
-                        net.disconnect(attached, force=True)
-                with contextlib.suppress(docker.errors.NotFound):
-                    net.remove()
-                    removed += 1
+                removed += remove_network(net)
         return removed
 
     @staticmethod
@@ -426,15 +419,13 @@ class DockerBackend(Backend):
             return self._probe(cluster, images, targets, run)
 
     def _probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
-        subnet = self._free_probe_subnet()
+        subnet = free_probe_subnet(self.client.api.networks())
         name = f"{cluster.name}-probe-{run}"
         net = self.client.networks.create(
             name,
             driver=NETWORK_DRIVER,
             internal=True,
-            ipam=IPAMConfig(
-                pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))]
-            ),
+            ipam=probe_ipam(subnet),
             labels=labels.for_cluster(cluster.name, run, labels.ROLE_PROBE),
         )
         container = None
@@ -456,20 +447,6 @@ class DockerBackend(Backend):
             if container is not None:
                 self._remove_container(container)
             net.remove()
-
-    def _free_probe_subnet(self) -> ipaddress.IPv4Network:
-        used = []
-        for n in self.client.networks.list():
-            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
-                if cfg.get("Subnet"):
-                    try:
-                        used.append(ipaddress.ip_network(cfg["Subnet"]))
-                    except ValueError:
-                        continue
-        for candidate in reversed(list(PROBE_RANGE.subnets(new_prefix=28))):
-            if not any(candidate.overlaps(u) for u in used):
-                return candidate
-        raise EngineError(f"no free /28 left in {PROBE_RANGE} for a probe network")
 
 
 def exec_in(
@@ -501,3 +478,37 @@ def exec_in(
         b"".join(out).decode(errors="replace"),
         b"".join(err).decode(errors="replace"),
     )
+
+
+def free_probe_subnet(networks: list[dict[str, Any]]) -> ipaddress.IPv4Network:
+    """A /28 of ``PROBE_RANGE`` that overlaps none of ``networks`` (the engine's, as its API
+    lists them), from the top down."""
+    used = []
+    for n in networks:
+        for cfg in (n.get("IPAM") or {}).get("Config") or []:
+            with contextlib.suppress(ValueError, KeyError):
+                used.append(ipaddress.ip_network(cfg["Subnet"]))
+    for candidate in reversed(list(PROBE_RANGE.subnets(new_prefix=28))):
+        if not any(candidate.overlaps(u) for u in used):
+            return candidate
+    raise EngineError(f"no free /28 left in {PROBE_RANGE} for a probe network")
+
+
+def probe_ipam(subnet: ipaddress.IPv4Network) -> IPAMConfig:
+    return IPAMConfig(
+        pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))]
+    )
+
+
+def remove_network(net: Any) -> int:
+    """Remove ``net`` (a docker-py ``Network``), detaching what is still attached first: a
+    container joined by hand is detached, never removed. 1 if it was removed, 0 if gone."""
+    net.reload()
+    for attached in net.attrs.get("Containers") or {}:
+        with contextlib.suppress(docker.errors.APIError):
+            net.disconnect(attached, force=True)
+    try:
+        net.remove()
+    except docker.errors.NotFound:
+        return 0
+    return 1

@@ -30,6 +30,7 @@ from docker.types import IPAMConfig, IPAMPool
 
 from .. import labels
 from ..backends.docker_errors import SubnetHolder, engine_call, overlapping
+from ..backends.docker_local import remove_network
 from .plan import LAN, LAN_GATEWAY, NETWORK_NAME, Existing, Machine, TestbedError
 
 #: How a machine container is made: docker-py ``create_host_config`` arguments...
@@ -273,14 +274,7 @@ class BedEngine:
                 v.remove(force=True)
                 counts["volumes"] += 1
         for net in self.client.networks.list(filters=flt):
-            net.reload()
-            for attached in net.attrs.get("Containers") or {}:
-                # a container joined by hand: detach it, never remove it
-                with contextlib.suppress(docker.errors.APIError):
-                    net.disconnect(attached, force=True)
-            with contextlib.suppress(docker.errors.NotFound):
-                net.remove()
-                counts["networks"] += 1
+            counts["networks"] += remove_network(net)
         return counts
 
     def leftovers(self) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import chromium_problem, save_failure, start_chromium
 from e2e_harness import REPO, Up, bring_up
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
@@ -36,6 +37,38 @@ def _engine_problem() -> str | None:
     except Exception as exc:  # any failure means: no usable engine
         return f"no Docker engine ({type(exc).__name__}: {exc})"
     return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Keep each phase's report on the test, for fixtures that save evidence on failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """One headless Chromium for the session's browser tests; like the engine, missing it
+    skips locally and fails in CI."""
+    problem = chromium_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem}: CI must run the browser tests (.ci/run installs it)")
+        pytest.skip(f"{problem}: install it to run the browser tests")
+    driver = start_chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: object, request: pytest.FixtureRequest) -> Iterator[object]:
+    """The session's Chromium; a screenshot, the HTML and the console are saved under
+    e2e-artifacts/dashboard/ when the test fails."""
+    yield chromium
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        save_failure(chromium, request.node.name)
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +129,12 @@ def one_worker(engine: None, request: pytest.FixtureRequest, state_dir: Path) ->
 @pytest.fixture(scope="session")
 def three_networks(engine: None, request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Up]:
     yield from bring_up(request, TOPOLOGIES / "three-networks.yaml", state_dir)
+
+
+@pytest.fixture(scope="session")
+def dash_cluster(engine: None, request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Up]:
+    """The dashboard's cluster, up with no job: the page starts the first one."""
+    yield from bring_up(request, TOPOLOGIES / "dashboard.yaml", state_dir, "--no-job")
 
 
 @pytest.fixture(scope="session")

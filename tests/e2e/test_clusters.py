@@ -39,9 +39,12 @@ def test_default_topology(default_cluster: Up) -> None:
         "tasks_answered_once",
         "every_worker_contributed",
         "results_crossed_the_network",
+        "results_crossed_machines",
         "separate_network_namespaces",
         "isolation",
     ]
+    machines = next(c for c in outcome["checks"] if c["name"] == "results_crossed_machines")
+    assert machines["status"] == "skipped" and "one machine" in machines["evidence"]
     rep = outcome["report"]
     assert rep["totals"]["ok"] == rep["totals"]["tasks"] == 400
     assert _subnets_of(outcome) == {"net-a", "net-b"}  # tasks crossed two subnets
@@ -62,6 +65,9 @@ def test_status_json_has_the_documented_shape(default_cluster: Up) -> None:
     assert [w["group"] for w in st["workers"]] == ["alpha", "alpha", "beta", "beta"]
     assert all(w["state"] == "running" and w["addresses"] for w in st["workers"])
     assert set(st["images"]) == {"master", "worker"} and st["authkey_file"].endswith("authkey")
+    assert st["backend"] == "local" and len(st["nodes"]) == 1
+    assert st["master"]["node"] == st["nodes"][0]["name"]
+    assert {w["node"] for w in st["workers"]} == {st["nodes"][0]["name"]}
 
 
 def test_containers_are_hardened_and_the_key_never_shows(default_cluster: Up) -> None:

@@ -49,6 +49,7 @@ from orchestrate.model import Cluster
 
 GIB = 1024**3
 KEY_PATH = "/run/secrets/distproc-authkey"  # where the fake says it delivered the key
+PYTHON = "3.11.7"  # the Python its workers report
 
 
 @dataclass
@@ -280,11 +281,7 @@ class FakeBackend(Backend):
         self.controls.append(full)
         args = build_parser().parse_args(full)  # the queue program's own parser
         if args.command == "status":
-            workers = [
-                {"identity": {"name": w.name}, "connected": True}
-                for w in self._connected(cluster_name, masters[0])
-            ]
-            return ExecResult(0, json.dumps({"workers": workers}), "")
+            return ExecResult(0, json.dumps(self._status(cluster_name, masters[0])), "")
         if args.command == "submit":
             report = self._run_job(cluster_name, masters[0], args, on_stderr_line)
             self.reports.append(report.to_dict())
@@ -296,6 +293,35 @@ class FakeBackend(Backend):
         if args.command == "cancel":
             return ExecResult(0, json.dumps(self.reports[-1]) if self.reports else "", "")
         return ExecResult(2, "", f"the fake master does not run {args.command!r}")
+
+    def _status(self, cluster_name: str, master: FakeObject) -> dict[str, Any]:
+        """``status`` as the real master shapes it: the connected workers, what each did in
+        the last job (``tasks``; ``leased`` is 0: a fake job is over when ``submit`` returns)
+        and that job's progress."""
+        last = self.reports[-1] if self.reports else None
+        by_worker = {w["id"]: w["tasks"] for w in last["workers"]} if last else {}
+        workers = [
+            {
+                "id": w.name,
+                "identity": {"name": w.name, "group": w.labels.get(labels.GROUP, ""),
+                             "python": PYTHON},
+                "peers": sorted(w.addresses.values()),
+                "connected": True,
+                "left": False,
+                "tasks": by_worker.get(w.name, 0),
+                "leased": 0,
+            }
+            for w in self._connected(cluster_name, master)
+        ]  # fmt: skip
+        job = None
+        if last is not None:
+            t = last["totals"]
+            spec = {k: v for k, v in last["job"].items() if k != "id"}
+            counts = {k: t[k] for k in ("ok", "failed", "dead", "lost", "duplicates")}
+            done = t["ok"] + t["failed"] + t["dead"] + t["lost"]
+            job = {"job": last["job"]["id"], "total": t["tasks"], "done": done, **counts,
+                   "finished": True, "spec": spec}  # fmt: skip
+        return {"master": {"netns": master.sandbox}, "workers": workers, "job": job}
 
     def _connected(self, cluster_name: str, master: FakeObject) -> list[FakeObject]:
         """Running workers that share a network with the master (they connect at once)."""
@@ -314,7 +340,7 @@ class FakeBackend(Backend):
     ) -> Report:
         spec = make_spec({name: getattr(args, name) for name in _spec_fields()})
         payloads = kinds.make_payloads(spec.kind, spec.tasks, spec.size, spec.seed)
-        job = Ledger("fake-job", spec, payloads)
+        job = Ledger(f"fake-{len(self.reports) + 1}", spec, payloads)
         workers = self._connected(cluster_name, master)
         shared = [sorted(set(w.networks) & set(master.networks))[0] for w in workers]
         rounds = 0
@@ -324,8 +350,11 @@ class FakeBackend(Backend):
                 lease = job.lease(index, spec.batch, len(workers))
                 if lease is None:
                     continue
-                results = [(t, kinds.expected(spec.kind, payloads[t])) for t in lease.tids]
-                job.accept(index, w.addresses[net], results, lease_ids=[lease.id])
+                # as a worker answers a range lease: flat values in id order, per lease
+                ranges = [(a, b - a) for a, b in lease.spans]
+                values = [kinds.expected(spec.kind, payloads[t]) for a, b in lease.spans
+                          for t in range(a, b)]  # fmt: skip
+                job.settle(index, w.addresses[net], [(lease.id, ranges, values, [])])
             if on_line is not None:
                 done = job.progress()
                 on_line(json.dumps({"progress": {"done": done["done"], "total": spec.tasks}}))

@@ -33,11 +33,15 @@ def _children() -> list[int]:
 @pytest.mark.timeout(60)
 def test_quick_shape_and_last_line() -> None:
     before = set(_children())  # earlier tests' processes are not this test's business
-    res = quick.run(n_leased=2000, n_classic=200, repeat=1, workers=(1,), roundtrips=200)
-    for protocol, n in (("leased", 2000), ("classic", 200)):
+    res = quick.run(n_leased=2000, n_classic=200, repeat=1, workers=(1,), roundtrips=200,
+                    large=5000)  # fmt: skip
+    for protocol, n in (("leased", 2000), ("million", 5000), ("classic", 200)):
         r = res[protocol][1]
         assert r["tasks"] == n and r["rate"] > 0 and r["e2e_rate"] > 0
-        assert len(r["runs"]) == 1 and r["protocol"] == protocol and r["workers"] == 1
+        assert 0 < r["e2e_over_master"] <= 1  # the master's clock is inside the client's
+        assert r["timing_ms"]["end_to_end"] >= r["timing_ms"]["master_clock"] > 0
+        assert len(r["runs"]) == 1 and r["workers"] == 1
+        assert r["protocol"] == ("classic" if protocol == "classic" else "leased")
         assert sum(r["tasks_per_worker"][0]) == n
         assert len(r["foreign_cores"]) == 1 and r["foreign_cores"][0] >= 0
     assert {r["name"] for r in res["roundtrips"]} == {

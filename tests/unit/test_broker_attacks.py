@@ -9,20 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from distproc import registry
+from distproc import calls, registry, wire
 from distproc.broker import Broker, JobError
 from distproc.ledger import DEAD
 from distproc.results import MAX_INLINE_BYTES
 
 
+def _answer(reply: tuple, value: Any = None) -> list[tuple]:
+    """The results of a lease (``value(payload)``, default the right square), as sent."""
+    _job, lid, _, kind, ranges, source = reply
+    payloads = wire.payloads_of(kind, ranges, source)
+    return [(lid, ranges, [value(p) if value else p * p for p in payloads], [])]
+
+
 def _drain(b: Broker, wid: str = "w", value: Any = None) -> None:
-    """Lease everything and answer it (``value(payload)``, default the right square)."""
+    """Lease everything and answer it."""
     b.hello(wid, {"name": wid})
-    reply = b.exchange(wid, None, [], [], 0.0, [], 1000, 0.0)
+    reply = b.exchange(wid, None, [], 0.0, 1000, 0.0)
     while reply is not None:
-        job, lid, _, _, tasks = reply
-        oks = [(t, value(p) if value else p * p) for t, p in tasks]
-        reply = b.exchange(wid, job, oks, [], 0.0, [lid], 1000, 0.0)
+        reply = b.exchange(wid, reply[0], _answer(reply, value), 0.0, 1000, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +77,7 @@ def test_results_for_tasks_never_handed_out_are_stale() -> None:
     b = Broker()
     job_id = b.submit({"kind": "square", "tasks": 5, "batch": 5})
     b.hello("w", {"name": "w"})
-    b.exchange("w", job_id, [(t, 0) for t in range(5)], [], 0.0, [], 0, 0.0)
+    b.exchange("w", job_id, [(7, [(0, 5)], [0] * 5, [])], 0.0, 0, 0.0)  # lease 7: none
     assert b.progress(job_id)["done"] == 0 and b.jobs[job_id].counts["stale"] == 5
     b.classic_result("3 * 3 = 9")  # not a classic job: ignored
     _drain(b)
@@ -81,14 +86,24 @@ def test_results_for_tasks_never_handed_out_are_stale() -> None:
 
 def test_repeated_lease_ids_are_acknowledged_once() -> None:
     """2,000 repeats of one lease id made accept() rescan a 100k lease each time (22 s under
-    the lock; the allowed 1,000,000 repeats would take hours)."""
+    the lock; the allowed 1,000,000 repeats would take hours). Now a lease is acknowledged
+    per range: 99,999 more entries naming it cost one range look-up each; 900,000 held the
+    lock 6 s, so a call carries at most ``MAX_RANGES`` ranges."""
     b = Broker()
     job_id = b.submit({"kind": "square", "tasks": 100_000, "batch": 100_000})
     b.hello("w", {"name": "w"})
-    job, lid, _, _, tasks = b.exchange("w", None, [], [], 0.0, [], 100_000, 0.0)
-    b.exchange("w", job, [(t, p * p) for t, p in tasks[:-1]], [], 0.0, [lid] * 1_000_000, 0, 0.0)
+    reply = b.exchange("w", None, [], 0.0, 100_000, 0.0)
+    [(lid, ranges, values, _)] = _answer(reply)
+    assert ranges == [(0, 100_000)]
+    first = [(lid, [(0, 99_999)], values[:-1], [])]
+    again = [(lid, [(0, 1)], values[:1], [])]
+    with pytest.raises(ValueError, match="100,000 ranges"):
+        b.exchange("w", job_id, first + again * calls.MAX_RANGES, 0.0, 0, 0.0)
+    assert b.progress(job_id)["done"] == 0  # refused whole
+    b.exchange("w", job_id, first + again * (calls.MAX_RANGES - 1), 0.0, 0, 0.0)
     assert lid in b.jobs[job_id].leases  # its last task is still out
-    b.exchange("w", job, [(tasks[-1][0], tasks[-1][1] ** 2)], [], 0.0, [lid], 0, 0.0)
+    assert b.jobs[job_id].counts["duplicates"] == calls.MAX_RANGES - 1
+    b.exchange("w", job_id, [(lid, [(99_999, 1)], values[-1:], [])], 0.0, 0, 0.0)
     assert b.report(job_id)["ok"]
 
 
@@ -98,8 +113,8 @@ def test_cancel_of_ten_million_with_a_retry_pending_stays_small() -> None:
     b = Broker()
     job_id = b.submit({"kind": "square", "tasks": 10_000_000, "batch": 10})
     b.hello("w", {"name": "w"})
-    job, _, _, _, tasks = b.exchange("w", None, [], [], 0.0, [], 10, 0.0)
-    b.exchange("w", job, [], [(tasks[0][0], "ValueError: once")], 0.0, [], 0, 0.0)
+    job, lid, _, _, [(first, _)], _ = b.exchange("w", None, [], 0.0, 10, 0.0)
+    b.exchange("w", job, [(lid, [(first, 1)], [None], [(first, "ValueError: once")])], 0.0, 0, 0.0)
     tracemalloc.start()
     b.cancel(job_id, "cancelled")
     peak = tracemalloc.get_traced_memory()[1]

@@ -8,6 +8,7 @@ import pytest
 from distproc.ledger import DEAD, FAILED, LEASED, LOST, OK, PENDING, Ledger
 from distproc.results import ResultSink
 from distproc.spec import JobSpec, make_spec
+from distproc.wire import check_done
 
 
 class Clock:
@@ -43,10 +44,10 @@ def ledger(n: int = 10, **spec) -> tuple[Ledger, Clock]:
 def test_lease_hands_out_at_most_a_batch_and_a_fair_share() -> None:
     job, _ = ledger(10)
     a = job.lease(worker=0, want=100, active_workers=1)
-    assert a is not None and a.tids == [0, 1, 2, 3]  # capped by the job's batch
+    assert a is not None and a.spans == [(0, 4)]  # capped by the job's batch
     b = job.lease(worker=1, want=100, active_workers=3)
-    assert b is not None and len(b.tids) == 2  # 6 left, 3 workers: a fair share of 2
-    assert all(job.state[t] == LEASED for t in a.tids + b.tids)
+    assert b is not None and b.spans == [(4, 6)]  # 6 left, 3 workers: a fair share of 2
+    assert job.state[:6] == bytes([LEASED]) * 6 and job.state[6:] == bytes(4)
     assert job.lease(worker=0, want=0) is None
 
 
@@ -57,7 +58,8 @@ def test_first_result_wins_and_duplicates_are_counted_not_reported() -> None:
     assert job.accept(1, "10.0.0.2", [(1, 999), (2, 4)]) == (1, 1)
     assert job.sink.rows[1]["value"] == 1 and job.sink.rows[1]["peer"] == "10.0.0.1"
     assert job.counts["duplicates"] == 1 and job.counts["ok"] == 3
-    job.accept(0, "10.0.0.1", [(3, 9)], lease_ids=[lease.id])
+    assert lease.id in job.leases  # task 3 is still out
+    job.accept(0, "10.0.0.1", [(3, 9)])
     assert job.done and job.final == 4 and lease.id not in job.leases
 
 
@@ -124,21 +126,29 @@ def test_stale_error_from_an_expired_lease_spends_nothing() -> None:
 def test_release_gives_tasks_back_without_spending_attempts() -> None:
     job, _ = ledger(4)
     lease = job.lease(0, 4)
-    assert job.release(1, lease.tids) == 0  # not worker 1's to release
-    assert job.release(0, [2, 3]) == 2
+    assert job.release(1, lease.spans) == 0  # not worker 1's to release
+    assert job.release(0, [(2, 4)]) == 2
     assert list(job.state[2:]) == [PENDING, PENDING] and list(job.attempts[2:]) == [0, 0]
+    assert lease.held.pieces == 1 and len(lease.held) == 2  # the lease split: 0-1 still out
     again = job.lease(1, 4)
-    assert again is not None and sorted(again.tids) == [2, 3]
+    assert again is not None and again.spans == [(2, 4)]
 
 
 def test_unknown_ids_are_refused_before_anything_changes() -> None:
     job, _ = ledger(2)
-    job.lease(0, 2)
+    lease = job.lease(0, 2)
     before = (bytes(job.state), dict(job.counts), job.final)
-    with pytest.raises(ValueError, match=r"ids 0\.\.1"):
-        job.check_results([(0, 0), (7, 49)], [])
-    with pytest.raises(ValueError, match="task -1"):
-        job.check_results([], [(-1, "x")])
+    good = (lease.id, [(0, 2)], [0, 1], [])
+    for bad, fragment in [
+        ((lease.id, [(0, 2), (7, 1)], [0, 1, 49], []), r"ids 0\.\.1"),
+        ((lease.id, [(0, 2)], [0, 1], [(-1, "x")]), "task -1"),
+        ((lease.id, [(0, 2)], [0], []), "1 values for 2 ids"),
+        ((lease.id, [(1, 1), (0, 1)], [1, 0], []), "in order"),
+        ((lease.id, [(0, 1)], [None], [(1, "x")]), "inside the ranges"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            check_done([good, bad], job.total, job.id)
+    check_done([good], job.total, job.id)
     assert (bytes(job.state), dict(job.counts), job.final) == before
 
 
@@ -156,7 +166,7 @@ def test_cancel_of_millions_is_fast_and_keeps_a_state_per_task() -> None:
     n = 2_000_000
     job = Ledger("big", JobSpec(tasks=n, batch=1000), range(n))
     lease = job.lease(0, 1000)
-    job.accept(0, "p", [(t, t * t) for t in lease.tids])
+    job.settle(0, "p", [(lease.id, [(0, 1000)], [t * t for t in range(1000)], [])])
     job.stop("cancelled")
     assert job.done and job.counts["dead"] == n - 1000 and job.counts["ok"] == 1000
     assert job.state_counts()[DEAD] == n - 1000 and len(job.letters[DEAD]) == 20
@@ -193,5 +203,5 @@ def test_bad_specs_are_refused(fields: dict, fragment: str) -> None:
 def test_unfinished_lists_the_first_ids_whatever_their_state() -> None:
     job, _ = ledger(30, batch=4)
     job.lease(0, 4)  # 0-3 leased, 4-29 pending
-    job.release(0, [2])  # 2 pending again
+    job.release(0, [(2, 3)])  # 2 pending again
     assert job.unfinished(5) == [0, 1, 2, 3, 4]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from distproc import wire
 from distproc.client import broker, connect
 from harness import Procs
 
@@ -33,16 +34,23 @@ def _rss_mib(pid: int, key: str = "VmRSS") -> float:
     raise KeyError(key)
 
 
-MALFORMED = {
-    "task id a string": ([("0", 0)], [], 0.0),
-    "task id a float": ([(0.0, 0)], [], 0.0),
-    "task id None": ([(None, 0)], [], 0.0),
-    "a 3-tuple": ([(0, 0, 0)], [], 0.0),
-    "a 1-tuple error": ([], [(0,)], 0.0),
-    "busy None": ([(0, 0)], [], None),
-    "busy NaN": ([(0, 0)], [], math.nan),
-    "task id out of range": ([(10**9, 0)], [], 0.0),
-    "task id a bool": ([(True, 1)], [], 0.0),
+MALFORMED = {  # (an entry added to the right results, busy)
+    "a range's first id a string": ((1, [("0", 1)], [0], []), 0.0),
+    "a range's first id a float": ((1, [(0.0, 1)], [0], []), 0.0),
+    "a range's first id None": ((1, [(None, 1)], [0], []), 0.0),
+    "a range's first id a bool": ((1, [(True, 1)], [1], []), 0.0),
+    "a range of 0 ids": ((1, [(0, 0)], [], []), 0.0),
+    "a 3-tuple range": ((1, [(0, 1, 0)], [0], []), 0.0),
+    "a 3-tuple entry": ((1, [(0, 1)], [0]), 0.0),
+    "a lease id a string": (("1", [(0, 1)], [0], []), 0.0),
+    "values a dict": ((1, [(0, 1)], {0: 0}, []), 0.0),
+    "a 1-tuple error": ((1, [(0, 1)], [None], [(0,)]), 0.0),
+    "an error outside its ranges": ((1, [(0, 1)], [0], [(3, "x")]), 0.0),
+    "one value too few": ((1, [(0, 2)], [0], []), 0.0),
+    "ranges out of order": ((1, [(2, 1), (0, 1)], [4, 0], []), 0.0),
+    "busy None": (None, None),
+    "busy NaN": (None, math.nan),
+    "a task id out of range": ((1, [(10**9, 1)], [0], []), 0.0),
 }
 
 
@@ -56,17 +64,43 @@ def test_malformed_batch_is_refused_and_the_same_batch_sent_right_counts(
     b = _broker(procs)
     job_id = b.submit({"kind": "square", "tasks": 4, "batch": 4})
     b.hello("attacker", {"name": "attacker"})
-    job, lease_id, _, _, tasks = b.exchange("attacker", None, [], [], 0.0, [], 4, 0.0)
-    good = [(t, p * p) for t, p in tasks]
-    oks, errors, busy = MALFORMED[case]
+    job, lease_id, _, kind, ranges, source = b.exchange("attacker", None, [], 0.0, 4, 0.0)
+    good = [(lease_id, ranges, [p * p for p in wire.payloads_of(kind, ranges, source)], [])]
+    bad, busy = MALFORMED[case]
     with pytest.raises(ValueError):
-        b.exchange("attacker", job, good[1:] + oks, errors, busy, [lease_id], 0, 0.0)
+        b.exchange("attacker", job, good + ([bad] if bad else []), busy, 0, 0.0)
     before = b.progress(job_id)
     assert before["done"] == 0 and before["ok"] == 0, before  # nothing was half-applied
-    b.exchange("attacker", job, good, [], 0.0, [lease_id], 0, 0.0)
+    assert b.exchange("attacker", job, good, 0.0, 0, 0.0) is None
     after = b.wait(job_id, 5)
     assert after["finished"] and after["ok"] == 4, after
     assert b.submit({"kind": "square", "tasks": 1})  # the master takes the next job
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[("0", 1)], [(0, 0)], [(-1, 2)], [(0, 1, 2)], [(True, 1)], [[0, 1]], (0, 1), "0-3", None,
+     [(0, 1)] * 100_001],
+    ids=lambda bad: repr(bad)[:20],
+)  # fmt: skip
+def test_malformed_release_is_refused_and_changes_nothing(procs: Procs, bad: Any) -> None:
+    """``release`` takes ranges now: each is checked before the job is touched."""
+    procs.master()
+    b = _broker(procs)
+    job_id = b.submit({"kind": "square", "tasks": 4, "batch": 4})
+    b.hello("w", {"name": "w"})
+    job, lease_id, _, kind, ranges, source = b.exchange("w", None, [], 0.0, 4, 0.0)
+    with pytest.raises(ValueError, match="ranges"):
+        b.release("w", job, bad)
+    for wid, job_arg in ((7, job), ("w", ["j"])):
+        with pytest.raises(ValueError, match=r"wid|job_id"):
+            b.release(wid, job_arg, [(0, 4)])
+    assert b.status()["job"]["done"] == 0
+    assert b.release("w", job, [(1, 2)]) == 2  # the same call, right: 1 and 2 go back
+    values = [p * p for p in wire.payloads_of(kind, ranges, source)]
+    done = [(lease_id, [(0, 1), (3, 1)], [values[0], values[3]], [])]
+    assert b.exchange("w", job, done, 0.0, 4, 0.0)[4] == [(1, 2)]  # merged again: one range
+    assert b.progress(job_id)["ok"] == 2
 
 
 def test_wait_nan_is_refused_and_spins_no_core(procs: Procs) -> None:
@@ -77,7 +111,7 @@ def test_wait_nan_is_refused_and_spins_no_core(procs: Procs) -> None:
     b.hello("w", {"name": "w"})
     for bad in (math.nan, math.inf, "1", None):
         with pytest.raises(ValueError, match="wait"):
-            b.exchange("w", None, [], [], 0.0, [], 1, bad)
+            b.exchange("w", None, [], 0.0, 1, bad)
     with pytest.raises(ValueError, match="seconds"):
         b.wait("nope", math.nan)
     del b
@@ -91,7 +125,7 @@ def test_huge_wait_is_clamped_not_held(procs: Procs) -> None:
     b = _broker(procs)
     b.hello("w", {"name": "w"})
     t0 = time.monotonic()
-    assert b.exchange("w", None, [], [], 0.0, [], 0, 1e300) is None  # clamped to 30 s
+    assert b.exchange("w", None, [], 0.0, 0, 1e300) is None  # clamped to 30 s
     assert time.monotonic() - t0 < 40
 
 
@@ -100,7 +134,7 @@ def test_cancel_always_ends_the_current_job(procs: Procs) -> None:
     b = _broker(procs)
     job_id = b.submit({"kind": "square", "tasks": 100, "batch": 10})
     b.hello("w", {"name": "w"})
-    b.exchange("w", None, [], [], 0.0, [], 10, 0.0)  # a lease held, never answered
+    b.exchange("w", None, [], 0.0, 10, 0.0)  # a lease held, never answered
     state = b.cancel(None, "cancelled by the test")
     assert state["finished"] and state["dead"] == 100 and state["job"] == job_id
     rep = b.report(job_id)

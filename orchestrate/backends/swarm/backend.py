@@ -14,7 +14,6 @@ service names them: a node resolves no tag and contacts no registry.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -42,7 +41,7 @@ from ..base import (
     with_master,
 )
 from ..docker_errors import engine_call
-from ..docker_local import PROBE_RANGE, DockerBackend, exec_in
+from ..docker_local import DockerBackend, exec_in, free_probe_subnet, probe_ipam
 from . import specs
 
 #: Bounds on waiting for Swarm (it converges asynchronously).
@@ -328,6 +327,10 @@ class SwarmBackend(Backend):
             inv.networks.sort(key=lambda n: n.name)
             for service in api.services(filters=flt):
                 self._add_tasks(inv, api, service, by_id, node_names)
+        down = {n.name for n in inv.nodes if n.state != "ready"}
+        for c in [*([inv.master] if inv.master else []), *inv.workers]:
+            if c.node in down and c.state in LIVE_STATES:
+                c.state = "node down"  # Swarm still says what it last heard from the node
         inv.workers.sort(key=lambda w: (w.group, _slot(w.identity or w.name), w.name))
         self._add_sandboxes(inv, nodes)
         return inv
@@ -480,16 +483,14 @@ class SwarmBackend(Backend):
 
     def _probe(self, cluster: Cluster, images: Images, targets: list[str], run: str) -> ExecResult:
         api = self.manager.api
-        subnet = self._free_probe_subnet(api)
+        subnet = free_probe_subnet(api.networks())
         name = f"{cluster.name}-probe-{run}"
         net = api.create_network(
             name,
             driver="overlay",
             internal=True,
             attachable=True,
-            ipam=IPAMConfig(
-                pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet.network_address + 1))]
-            ),
+            ipam=probe_ipam(subnet),
             labels=labels.for_cluster(cluster.name, run, labels.ROLE_PROBE),
         )
         service = None
@@ -524,18 +525,6 @@ class SwarmBackend(Backend):
         if host is None or not container:
             return task["Status"].get("Err", "")
         return self.engine(host).api.logs(container).decode(errors="replace").strip()
-
-    @staticmethod
-    def _free_probe_subnet(api: Any) -> ipaddress.IPv4Network:
-        used = []
-        for n in api.networks():
-            for cfg in (n.get("IPAM") or {}).get("Config") or []:
-                with contextlib.suppress(ValueError, KeyError):
-                    used.append(ipaddress.ip_network(cfg["Subnet"]))
-        for candidate in reversed(list(PROBE_RANGE.subnets(new_prefix=28))):
-            if not any(candidate.overlaps(u) for u in used):
-                return candidate
-        raise EngineError(f"no free /28 left in {PROBE_RANGE} for a probe network")
 
 
 def _task_status(task: dict[str, Any]) -> str:
