@@ -3,9 +3,10 @@
 Pool processes ignore SIGINT (a Ctrl-C reaches the whole process group): the worker drains
 them in order. SIGTERM ends them, and must: since 3.12 it is how ProcessPoolExecutor stops
 the other processes of a broken pool (CPython gh-94777: no more sentinels), and it joins them
-while it holds its shutdown lock. Ignored (as it was, and as a forked process inherits the
-worker's handler otherwise), a task that killed its process hung the worker for good on 3.13
-and 3.14, measured in their images; 3.11 also sent them a sentinel, so it did not.
+while it holds its shutdown lock. Ignored (as it was), a task that killed its process hung
+the worker for good on 3.13 and 3.14, measured in their images (3.11 also sent the survivors
+a sentinel, so it did not). Under fork, a new process runs the worker's signal handler until
+its initializer replaces it: that handler defers to ``as_pool_process``.
 
 When the worker is killed outright (SIGKILL, the OOM killer), nothing used to end its pool
 processes: they ran on for good, re-parented to pid 1. ``init_pool_process`` ties each pool
@@ -100,9 +101,9 @@ POOL_SIGNALS = {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL}
 def as_pool_process(signum: int) -> None:
     """For the worker's signal handler, when it runs in a process forked from the worker
     before ``init_pool_process`` replaced it: do what a pool process does. A pool can break
-    (and the executor send SIGTERM) while its last process is starting, so this happens:
-    measured once in 6 runs of a crashing task on 3.13 with fork, where the new process
-    logged the worker's "SIGTERM: stopping" and ran on, and the worker hung."""
+    (and the executor send SIGTERM) while its last process is starting: in 2 of 9 runs of a
+    crashing task on 3.13 with fork, the new process logged the worker's "SIGTERM: stopping",
+    ran on, and the worker hung; 0 of 20 runs since (3.13 and 3.14, every start method)."""
     action = POOL_SIGNALS.get(signal.Signals(signum), signal.SIG_DFL)
     signal.signal(signum, action)
     if action == signal.SIG_DFL:
