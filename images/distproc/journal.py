@@ -1,0 +1,460 @@
+"""The master's journal: what it accepted, in a sqlite file that outlives the master.
+
+What it keeps (``SCHEMA`` below). At submit: the job's spec, and its payloads if they were
+given explicitly. For each exchange, classic result, expiry or loss: every state the master
+made final (ok, failed, dead, lost) as rows of ranges ``(job, first, count, state)``, with the
+values only where the job keeps them (``results: stream``); the retries waiting, with their
+last error and the attempts they spent; the job's counters (duplicates, retries...) and the
+tally of the worker that sent them. At the job's end: its per-task bytes, packed as the
+master keeps them (``states.py``), and what its report lists; its rows then go (compaction),
+so a finished job costs the journal what it costs the master's memory. Jobs the broker
+drops from its history (``broker.HISTORY_BYTES``, in bytes) go from the journal too.
+
+What it does not keep: leases. A task leased when the master died is pending again after
+the replay with the attempts it had spent before that lease (the crash is not the task's
+fault); a classic task taken when the master died is lost (``replay.py``).
+
+Group commit. The broker hands over what a call changed while it holds its lock (``add``:
+a list swap and a few small copies, no sqlite); the serving thread then lets the lock go and
+calls ``commit``, which writes every change handed over so far, from every thread, in one
+transaction, before the call returns. A worker hears "accepted" only for what is on disk;
+if the master dies first, the worker sends the results again (``outbox.py``) and the master
+after it counts what it already had as duplicates. So no exchange waits for the journal
+under the broker's lock, and under load one transaction carries several exchanges.
+
+``synchronous`` (``--journal-sync``), in WAL mode:
+
+- ``normal`` (the default): a commit is written to the WAL, not fsynced; the WAL is synced
+  at each checkpoint. A process crash (SIGKILL, OOM, a container killed) loses nothing that
+  was committed: the bytes are in the kernel's page cache. A power loss or a kernel crash
+  may lose the last transactions (never corrupt the file): their tasks are then pending
+  again and run again, so nothing is lost, but the workers' answers are done twice.
+- ``full``: each commit waits for an fsync of the WAL: nothing committed is lost even on
+  power loss, at the price of one fsync per transaction (``make bench`` measures both).
+
+The file is the master's alone while it runs (``locking_mode=EXCLUSIVE``: a second master on
+the same file is refused at start). It says what it is in sqlite's header
+(``application_id``, ``user_version``): a file that is not ours, is corrupt or was written by
+another schema is refused at start (exit 2), never guessed at. Pickled payloads and values
+are read back only from a file that passed those checks; the journal is as trusted as the
+master's own volume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pickle
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .states import Row
+
+log = logging.getLogger("distproc.master")
+
+SCHEMA = 1
+APPLICATION_ID = 0x64707263  # "dprc": sqlite's header names the file's application
+SYNC_MODES = ("normal", "full")
+BUSY_SECONDS = 2.0  # a master still letting the file go (a restart in progress)
+WAL_LIMIT = 64 * 2**20  # the WAL is truncated to this after a checkpoint
+
+_TABLES = (
+    """CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY,   -- submission order
+        id TEXT NOT NULL UNIQUE,
+        spec TEXT NOT NULL,        -- JSON, JobSpec.as_dict()
+        payloads BLOB,             -- pickle: explicit payloads (list); at the end only the
+                                   -- ones the report names (dict); NULL: built from the spec
+        submitted REAL NOT NULL,   -- wall clock
+        started REAL,              -- wall clock of the first task handed out
+        counts TEXT,               -- JSON, while it runs: {"counts": {...}, "wrong": [...]}
+        ended TEXT,                -- JSON, at the end: what the report lists (replay.py)
+        packed BLOB                -- at the end: zlib of every task's state and attempts
+    )""",
+    """CREATE TABLE tasks (         -- a running job's accepted changes, a range a row
+        job INTEGER NOT NULL,      -- jobs.seq
+        first INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        state INTEGER NOT NULL,    -- states.py: 2 ok, 3 failed, 4 dead, 5 lost (final);
+                                   -- 0 pending again (a retry), 1 taken (classic)
+        attempts BLOB NOT NULL,    -- one byte per id, or one byte for every id
+        error TEXT,
+        worker TEXT,
+        peer TEXT,
+        vals BLOB                  -- pickle: the values of an ok row, if the job keeps them
+    )""",
+    """CREATE TABLE tallies (       -- a running job's share per worker
+        job INTEGER NOT NULL,
+        wid TEXT NOT NULL,
+        identity TEXT NOT NULL,    -- JSON
+        tally TEXT NOT NULL,       -- JSON [tasks, failed, duplicates, busy, {peer: tasks}]
+        PRIMARY KEY (job, wid)
+    )""",
+)
+
+#: a tally as the journal keeps it: [tasks, failed, duplicates, busy seconds, {peer: tasks}]
+Tally = list[Any]
+
+
+class JournalError(ValueError):
+    """A journal the master will not use: refused at start (exit 2), nothing changed."""
+
+
+@dataclass
+class JobRecord:
+    """One job as the journal has it (``replay.py`` makes a ledger of it)."""
+
+    seq: int
+    id: str
+    spec: dict[str, Any]
+    payloads: Any  # a list (explicit, running), a dict (explicit, ended) or None
+    submitted: float
+    started: float | None
+    counts: dict[str, Any] | None
+    ended: dict[str, Any] | None
+    packed: bytes | None
+    tallies: list[tuple[str, dict[str, Any], Tally]] = field(default_factory=list)
+    rows: Callable[[], Iterator[Row]] = lambda: iter(())
+
+
+@dataclass
+class Stats:
+    """What the journal cost so far (``status``, the bench)."""
+
+    commits: int = 0
+    changes: int = 0  # what the broker handed over (a call each)
+    rows: int = 0
+    seconds: float = 0.0  # in commits, the transaction written and synced
+    longest: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"commits": self.commits, "changes": self.changes, "rows": self.rows,
+                "commit_seconds": round(self.seconds, 6),
+                "longest_commit_seconds": round(self.longest, 6)}  # fmt: skip
+
+
+def _fail_stop(exc: BaseException) -> None:
+    raise exc
+
+
+class Journal:
+    """An open journal: ``load`` once at start, then ``add`` and ``commit``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, sync: str) -> None:
+        self._conn = conn
+        self.path = path
+        self.sync = sync
+        self._ops: list[tuple[Any, ...]] = []
+        self._added = 0  # changes handed over so far
+        self._written = 0  # of those, committed
+        self._ops_lock = threading.Lock()  # add() runs under the broker's lock: kept short
+        self._write_lock = threading.Lock()
+        self._job_seq: dict[str, int] = {}
+        self._tallied: set[tuple[int, str]] = set()
+        self.stats = Stats()
+        self._closed = False
+        #: what a failed commit does: raise (the default), or the master's fail-stop
+        self.on_failure: Callable[[BaseException], None] = _fail_stop
+
+    # -- reading ------------------------------------------------------------------------
+    def load(self) -> list[JobRecord]:
+        """Every job in the journal, oldest first; a row that makes no sense is refused."""
+        out = []
+        query = "SELECT seq, id, spec, payloads, submitted, started, counts, ended, packed " \
+                "FROM jobs ORDER BY seq"  # fmt: skip
+        try:
+            for seq, jid, spec, payloads, submitted, started, counts, ended, packed in list(
+                self._conn.execute(query)
+            ):
+                rec = JobRecord(seq, jid, json.loads(spec), _unpickle(payloads), submitted,
+                                started, _json(counts), _json(ended), packed)  # fmt: skip
+                if rec.ended is None:
+                    rec.tallies = [(wid, json.loads(i), json.loads(t)) for wid, i, t in
+                                   self._conn.execute("SELECT wid, identity, tally FROM "
+                                                      "tallies WHERE job = ?", (seq,))]  # fmt: skip
+                    self._tallied.update((seq, wid) for wid, _, _ in rec.tallies)
+                    rec.rows = lambda seq=seq: self._rows(seq)
+                self._job_seq[jid] = seq
+                out.append(rec)
+        except (sqlite3.Error, ValueError, TypeError, pickle.UnpicklingError, EOFError) as exc:
+            raise JournalError(f"{self.path}: a job in the journal is unreadable ({exc}): "
+                               f"refusing to guess; {MOVE_IT}") from None  # fmt: skip
+        return out
+
+    def _rows(self, seq: int) -> Iterator[Row]:
+        query = "SELECT first, count, state, attempts, error, worker, peer, vals FROM tasks " \
+                "WHERE job = ? ORDER BY rowid"  # fmt: skip
+        try:
+            for first, count, state, attempts, error, worker, peer, vals in self._conn.execute(
+                query, (seq,)
+            ):
+                yield (first, count, state, attempts, error, worker or "", peer or "",
+                       _unpickle(vals))  # fmt: skip
+        except (sqlite3.Error, pickle.UnpicklingError, EOFError, TypeError) as exc:
+            raise JournalError(f"{self.path}: a task row is unreadable ({exc}): refusing to "
+                               f"guess; {MOVE_IT}") from None  # fmt: skip
+
+    # -- writing ------------------------------------------------------------------------
+    def add(self, op: tuple[Any, ...]) -> int:
+        """Hand over one change (under the broker's lock: no I/O here); returns the number
+        that ``commit`` waits for."""
+        with self._ops_lock:
+            self._ops.append(op)
+            self._added += 1
+            return self._added
+
+    def commit(self, upto: int) -> None:
+        """Return once change ``upto`` is committed, writing with it every change handed
+        over so far (group commit: a thread that finds its change written returns at once)."""
+        if self._written >= upto:
+            return
+        with self._write_lock:
+            if self._written >= upto or self._closed:
+                return
+            with self._ops_lock:
+                ops, self._ops = self._ops, []
+                last = self._added
+            t0 = time.perf_counter()
+            try:
+                rows = self._write(ops)
+            except Exception as exc:
+                self.on_failure(exc)
+                raise
+            took = time.perf_counter() - t0
+            self._written = last
+            s = self.stats
+            s.commits += 1
+            s.changes += len(ops)
+            s.rows += rows
+            s.seconds += took
+            s.longest = max(s.longest, took)
+
+    def flush(self) -> None:
+        """Commit everything handed over so far."""
+        self.commit(self._added)
+
+    def _write(self, ops: list[tuple[Any, ...]]) -> int:
+        """One transaction; returns how many task rows it wrote."""
+        c = self._conn
+        rows: list[tuple[int, Row]] = []
+        counts: dict[int, tuple[str, float | None]] = {}
+        tallies: dict[tuple[int, str], tuple[dict[str, Any], Tally]] = {}
+        written = 0
+        c.execute("BEGIN")
+        try:
+            for op in ops:
+                if op[0] == "rows":
+                    _, jid, new, cnt, wrong, started, tl = op
+                    seq = self._job_seq.get(jid)
+                    if seq is None:  # dropped from the history meanwhile
+                        continue
+                    rows += [(seq, r) for r in new]
+                    counts[seq] = (json.dumps({"counts": cnt, "wrong": wrong}), started)
+                    for wid, identity, tally in tl:
+                        tallies[(seq, wid)] = (identity, tally)
+                    continue
+                written += self._flush(rows, counts, tallies)
+                if op[0] == "job":
+                    self._job(*op[1:])
+                elif op[0] == "end":
+                    self._end(*op[1:])
+                elif op[0] == "drop":
+                    self._drop(op[1])
+                else:
+                    raise ValueError(f"unknown journal change {op[0]!r}")
+            written += self._flush(rows, counts, tallies)
+            c.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise
+        return written
+
+    def _flush(self, rows: list[tuple[int, Row]], counts: dict[int, tuple[str, float | None]],
+               tallies: dict[tuple[int, str], tuple[dict[str, Any], Tally]]) -> int:  # fmt: skip
+        c = self._conn
+        n = len(rows)
+        if rows:
+            c.executemany(
+                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(seq, first, count, state, attempts, error, worker, peer,
+                  None if vals is None else pickle.dumps(vals, 5))
+                 for seq, (first, count, state, attempts, error, worker, peer, vals) in rows],
+            )  # fmt: skip
+            rows.clear()
+        if counts:
+            c.executemany("UPDATE jobs SET counts = ?, started = COALESCE(started, ?) "
+                          "WHERE seq = ?",
+                          [(j, s, seq) for seq, (j, s) in counts.items()])  # fmt: skip
+            counts.clear()
+        for (seq, wid), (identity, tally) in tallies.items():
+            if (seq, wid) in self._tallied:
+                c.execute("UPDATE tallies SET tally = ? WHERE job = ? AND wid = ?",
+                          (json.dumps(tally), seq, wid))  # fmt: skip
+            else:
+                c.execute(
+                    "INSERT INTO tallies VALUES (?, ?, ?, ?)",
+                    (seq, wid, json.dumps(identity, default=str), json.dumps(tally)),
+                )
+                self._tallied.add((seq, wid))
+        tallies.clear()
+        return n
+
+    def _job(self, jid: str, spec: dict[str, Any], payloads: list[Any] | None,
+             submitted: float) -> None:  # fmt: skip
+        blob = None if payloads is None else pickle.dumps(payloads, 5)
+        cur = self._conn.execute(
+            "INSERT INTO jobs (id, spec, payloads, submitted) VALUES (?, ?, ?, ?)",
+            (jid, json.dumps(spec), blob, submitted),
+        )
+        self._job_seq[jid] = int(cur.lastrowid or 0)
+
+    def _end(self, jid: str, ended: dict[str, Any], packed: bytes,
+             named: dict[int, Any] | None) -> None:  # fmt: skip
+        """The job ended: what its report needs, then its rows go."""
+        seq = self._job_seq.get(jid)
+        if seq is None:
+            return
+        blob = None if named is None else pickle.dumps(named, 5)
+        self._conn.execute(
+            "UPDATE jobs SET ended = ?, packed = ?, payloads = ?, counts = NULL WHERE seq = ?",
+            (json.dumps(ended, default=str), packed, blob, seq),
+        )
+        self._forget_rows(seq)
+
+    def _drop(self, jids: list[str]) -> None:
+        """Jobs the broker's history let go."""
+        for jid in jids:
+            seq = self._job_seq.pop(jid, None)
+            if seq is not None:
+                self._conn.execute("DELETE FROM jobs WHERE seq = ?", (seq,))
+                self._forget_rows(seq)
+
+    def _forget_rows(self, seq: int) -> None:
+        self._conn.execute("DELETE FROM tasks WHERE job = ?", (seq,))
+        self._conn.execute("DELETE FROM tallies WHERE job = ?", (seq,))
+        self._tallied = {k for k in self._tallied if k[0] != seq}
+
+    def size(self) -> int:
+        """Bytes on disk: the file and its WAL."""
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal")
+                   if os.path.exists(p))  # fmt: skip
+
+    def close(self) -> None:
+        """Commit what is left and close (a clean stop checkpoints the WAL into the file)."""
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            with self._ops_lock:
+                ops, self._ops = self._ops, []
+            if ops:
+                with contextlib.suppress(Exception):
+                    self._write(ops)
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+
+
+MOVE_IT = "move the file away to start without it (its jobs are then forgotten)"
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _unpickle(blob: bytes | None) -> Any:
+    return None if blob is None else pickle.loads(blob)
+
+
+def open_journal(path: str, sync: str = "normal") -> Journal:
+    """Open (or create) the journal at ``path``; raises ``JournalError`` with what to do when
+    it can't be used: a missing directory, a path that can't be written, a file that is not
+    a journal, is corrupt, is another schema's, or is in use by another master."""
+    if sync not in SYNC_MODES:
+        raise JournalError(f"--journal-sync must be {' or '.join(SYNC_MODES)}, not {sync!r}")
+    where = Path(path)
+    if not where.parent.is_dir():
+        raise JournalError(f"--journal {path}: the directory {where.parent} does not exist")
+    if where.exists() and not where.is_file():
+        raise JournalError(f"--journal {path}: not a file")
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+    except sqlite3.Error as exc:
+        raise JournalError(f"--journal {path}: cannot open it: {exc}") from None
+    try:
+        _prepare(conn, path, sync)
+    except JournalError:
+        conn.close()
+        raise
+    except sqlite3.Error as exc:
+        conn.close()
+        raise JournalError(_explain(path, exc)) from None
+    return Journal(conn, path, sync)
+
+
+def _explain(path: str, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "locked" in text:
+        return f"--journal {path}: in use by another master (its lock is held): stop it first"
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return f"--journal {path}: not a sqlite database, or a corrupt one ({text}): " \
+               f"refusing to guess; {MOVE_IT}"  # fmt: skip
+    return f"--journal {path}: cannot use it: {text}"
+
+
+def _prepare(conn: sqlite3.Connection, path: str, sync: str) -> None:
+    """Check what the file is, create the tables in a new one, and take it for ourselves."""
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE")  # before WAL: no shared-memory index
+    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app == 0 and not tables:
+        fresh = True
+    elif app != APPLICATION_ID:
+        raise JournalError(f"--journal {path}: a sqlite database, but not a distproc journal "
+                           f"(application id {app:#x}, tables {sorted(tables)}): refusing to "
+                           "use it; give a path of its own")  # fmt: skip
+    elif version < SCHEMA:
+        raise JournalError(f"--journal {path}: written by an older distproc (schema {version}, "
+                           f"this master reads {SCHEMA}): finish its jobs with that version, "
+                           f"or {MOVE_IT}")  # fmt: skip
+    elif version > SCHEMA:
+        raise JournalError(f"--journal {path}: written by a newer distproc (schema {version}, "
+                           f"this master reads {SCHEMA}): run that version on it")  # fmt: skip
+    else:
+        fresh = False
+        problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise JournalError(f"--journal {path}: corrupt ({'; '.join(problems[:3])}): "
+                               f"refusing to guess; {MOVE_IT}")  # fmt: skip
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise JournalError(f"--journal {path}: sqlite would not use WAL mode here ({mode})")
+    conn.execute(f"PRAGMA synchronous = {sync.upper()}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+    conn.execute("BEGIN IMMEDIATE")  # the write lock, held from here on (EXCLUSIVE mode)
+    try:
+        if fresh:
+            for ddl in _TABLES:
+                conn.execute(ddl)
+        else:
+            missing = {"jobs", "tasks", "tallies"} - tables
+            if missing:
+                raise JournalError(f"--journal {path}: corrupt: no table {sorted(missing)}; "
+                                   f"{MOVE_IT}")  # fmt: skip
+        # a write now, so that a file we may read but not write is refused here, not later
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    log.info("journal %s (%s, synchronous %s)", path, "new" if fresh else "existing", sync)
