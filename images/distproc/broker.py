@@ -26,7 +26,7 @@ from typing import Any
 from . import calls, kinds, replay, wire
 from .classic import ClassicResults, ClassicTasks, Takers, parse_result
 from .identity import netns
-from .journal import Journal
+from .journal import Journal, Stats
 from .ledger import Ledger
 from .registry import WorkerRegistry
 from .report import build
@@ -420,7 +420,7 @@ class Broker:
             "replayed_at": self.replayed["at"],
             "resumed": self.replayed["resumed"],
         }
-        return {**out, **(j.stats.as_dict() if j is not None else {}),
+        return {**out, **(j.stats if j is not None else Stats()).as_dict(),
                 "bytes": j.size() if j is not None else 0}  # fmt: skip
 
     def ping(self) -> str:

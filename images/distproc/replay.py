@@ -80,7 +80,6 @@ def _ended(rec: JobRecord, spec: Any, registry: WorkerRegistry,
             if sink_seen["mode"] == "stream" else ResultSink())  # fmt: skip
     job = Ledger(rec.id, spec, _payloads(rec, spec), clock, sink, registry.name)
     job.restore_end(ended, rec.packed)
-    job.started_at = rec.started
     _tallies(job, ended["tallies"], registry)
     return job
 
@@ -90,9 +89,15 @@ def _running(rec: JobRecord, spec: Any, registry: WorkerRegistry, results_dir: s
     sink = sink_for(spec.results, results_dir, rec.id)  # written again from the journal
     job = Ledger(rec.id, spec, _payloads(rec, spec), clock, sink, registry.name)
     taken: dict[int, tuple[str, str]] = {}
-    for row in rec.rows():
-        _apply(job, row, taken)
-    kept = rec.counts or {"counts": {}, "wrong": []}
+    kept: dict[str, Any] = {"counts": {}, "wrong": [], "started": None}
+    tallies: dict[str, list[Any]] = {}  # wid -> [identity, tally]
+    for change in rec.changes():
+        if isinstance(change, dict):  # a progress record: the last one is the job's now
+            kept = change
+            for wid, (identity, tally) in change["tallies"].items():
+                tallies[wid] = [identity or tallies.get(wid, [{}])[0], tally]
+        else:
+            _apply(job, change, taken)
     for name, n in kept["counts"].items():
         if name in _FINAL_COUNTS:
             if int(n) != job.counts[name]:
@@ -100,11 +105,13 @@ def _running(rec: JobRecord, spec: Any, registry: WorkerRegistry, results_dir: s
         elif n:
             job.counts[name] = int(n)
     job.wrong = [int(t) for t in kept["wrong"]]
-    _tallies(job, rec.tallies, registry)
+    _tallies(job, [[wid, identity, tally] for wid, (identity, tally) in tallies.items()],
+             registry)  # fmt: skip
     wall, now = time.time(), clock()
     job.submitted = now - max(0.0, wall - rec.submitted)
-    if rec.started is not None:
-        job.started, job.started_at = now - max(0.0, wall - rec.started), rec.started
+    if kept["started"] is not None:
+        job.started_at = float(kept["started"])
+        job.started = now - max(0.0, wall - job.started_at)
     job.log = []
     _lose_taken(job, taken)
     job.resume()

@@ -319,6 +319,7 @@ class TaskStates:
             "sink": self.sink.describe(),
             "waited": started - self.submitted,
             "elapsed": self.finished - started,
+            "started_at": self.started_at,
             "finished_at": time.time(),
         }
         named = self.payloads.kept() if isinstance(self.payloads, kinds.Named) else None
@@ -341,6 +342,7 @@ class TaskStates:
         self.finished = self.clock()
         self.started = self.finished - float(ended["elapsed"])
         self.submitted = self.started - float(ended["waited"])
+        self.started_at = ended.get("started_at")
         self._end_in_flight()
         self.errors.clear()
         self.expired = RangeSet()
