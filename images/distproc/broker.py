@@ -37,6 +37,10 @@ from .spec import MAX_TASKS, make_spec
 log = logging.getLogger("distproc.master")
 
 HISTORY_BYTES = 64 * 2**20  # finished jobs kept for `report`, by what they hold, not by count
+#: changes the journal's commits may trail the exchanges by before an exchange waits for
+#: them: bounds what a crash of the master makes the workers run again (32 exchanges of 256
+#: tasks at most; a commit trails by 1.6 changes at full speed, journal.py)
+JOURNAL_LAG = 32
 
 
 class JobError(Exception):
@@ -125,10 +129,10 @@ class Broker:
                     seq = self._note(job, rec.index)
                     if job.done:
                         self._finish(job)
-            if not seq:
+            if not seq or self.journal.behind(seq) <= JOURNAL_LAG:  # type: ignore[union-attr]
                 return self._lease(rec, want, deadline)
             reply = self._lease(rec, want, 0.0)  # no waiting before the journal has them
-        self._commit(seq)  # the worker hears "accepted" once it is on disk
+        self._commit(seq)  # the journal fell JOURNAL_LAG behind: this worker waits for it
         if reply is not None or time.monotonic() >= deadline:
             return reply
         with self.lock:
@@ -349,7 +353,10 @@ class Broker:
                 if remaining <= 0:
                     break
                 self.changed.wait(min(remaining, 0.25))
-            return job.progress()
+            progress = job.progress()
+        if progress["finished"] and self.journal is not None:
+            self.journal.flush()  # a job said to be over is over on disk too
+        return progress
 
     def cancel(self, job_id: str | None = None, reason: str = "cancelled") -> dict[str, Any]:
         """End a job now, whatever state it is in: what is unfinished is buried as dead."""
@@ -483,6 +490,7 @@ class Broker:
             Ledger.number_leases_from(time.time_ns() // 1000)
             log.info("replayed %d jobs from the journal %s", len(records), journal.path)
         journal.flush()
+        journal.start()  # from here on, its own thread commits
 
     # -- housekeeping ------------------------------------------------------------------------
     def reap(self) -> int:

@@ -49,8 +49,10 @@ def _broker(path: Path, **kwargs: Any) -> Broker:
 
 
 def _crash(b: Broker) -> None:
-    """The master dies: its journal is what it committed, nothing more."""
+    """The master dies just after its journal's last commit: what it accepted is on disk
+    (``test_what_was_accepted_and_not_committed_runs_again`` has it die before)."""
     assert b.journal is not None
+    b.journal.flush()
     b.journal._conn.close()
 
 
@@ -99,6 +101,29 @@ def test_replay_keeps_what_was_final_and_queues_again_what_was_leased(tmp_path: 
     assert rep["totals"]["duplicates"] == 100
     [worker] = rep["workers"]
     assert worker["id"] == "w" and worker["tasks"] == 1000 and worker["duplicates"] == 100
+
+
+def test_what_was_accepted_and_not_committed_runs_again(tmp_path: Path) -> None:
+    """A worker hears "accepted" before the journal's thread commits (at most
+    ``JOURNAL_LAG`` changes behind): if the master dies in between, those tasks are pending
+    after the replay and run again. Nothing is lost, nothing counted twice."""
+    journal = tmp_path / "j.db"
+    b = _broker(journal)
+    job_id = b.submit({"kind": "square", "tasks": 1000, "batch": 100})
+    b.hello("w", {"name": "w"})
+    one = b.exchange("w", None, [], 0.0, 100, 0.0)
+    two = b.exchange("w", job_id, _answer(one), 0.0, 100, 0.0)
+    assert b.journal is not None
+    b.journal.flush()
+    with b.journal._write_lock:  # the disk stalls: the writer cannot commit
+        three = b.exchange("w", job_id, _answer(two), 0.0, 100, 0.0)
+        assert b.progress(job_id)["done"] == 200 and three is not None  # accepted, answered
+        b.journal._conn.close()  # and the master dies
+    b2 = _broker(journal)
+    assert b2.progress(job_id)["done"] == 100  # the second lease's results were not on disk
+    _drain(b2)
+    rep = b2.report(job_id)
+    assert rep["ok"] and rep["totals"]["ok"] == 1000 and rep["totals"]["duplicates"] == 0
 
 
 def test_an_ended_job_comes_back_as_it_ended(tmp_path: Path) -> None:
