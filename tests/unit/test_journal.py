@@ -385,3 +385,21 @@ def test_group_commit_writes_what_every_thread_handed_over_in_one_transaction(
         kept = [json.loads(p) for (p,) in db.execute("SELECT progress FROM changes WHERE "
                                                       "progress IS NOT NULL")]  # fmt: skip
     assert [k["counts"] for k in kept] == [{"ok": 3}]  # one record, the last counters won
+
+
+def test_results_a_master_did_not_take_wait_for_the_next_one() -> None:
+    """A master that does not know the worker (``("hello",)``: it restarted) took none of
+    the results sent with that exchange: they wait in the outbox for the next session, which
+    sends them to the master that resumed the job (they were dropped before)."""
+    from distproc.worker import Worker, WorkerConfig
+
+    class Restarted:
+        def exchange(self, *_args: Any) -> tuple[str]:
+            return ("hello",)
+
+    w = Worker(WorkerConfig(address=("127.0.0.1", 1), authkey=b"k"))
+    w._broker = Restarted()
+    w.outbox.add("j-1", 7, 0, [0, 1, 4])
+    assert w._exchange("j-1", 0, 0.0) == ("hello",)
+    assert len(w.outbox) == 3
+    assert w.outbox.take("j-1")[0] == [(7, [(0, 3)], [0, 1, 4], [])]
