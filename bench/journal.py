@@ -192,17 +192,18 @@ def run(quick: bool = False, log: Callable[[str], None] = lambda _s: None) -> di
 
 
 def bound(res: dict[str, Any]) -> str:
-    """What bounds the rate with the journal on, from the figures of this run."""
+    """What bounds the rate with the journal on, from the figures of this run: the master's
+    core (the journal's Python work beside the exchanges', under one GIL), or the journal's
+    thread, when it writes nearly all the time (an fsync per commit) and exchanges wait."""
     normal, full, off = (res["modes"][m] for m in ("normal", "full", "off"))
-    parts = [
+    return (
         f"normal: the master's core {normal['master_cores']:.0%} busy (off: "
-        f"{off['master_cores']:.0%}), {normal['commit_share']:.0%} of the job's time in "
-        f"commits ({normal['commit_ms']:.2f} ms each, {normal['exchanges_per_commit']:.1f} "
-        f"exchanges per commit)",
-        f"full: {full['commit_share']:.0%} of the time in commits ({full['commit_ms']:.2f} ms "
-        f"each: an fsync of the WAL), {full['exchanges_per_commit']:.1f} exchanges per commit",
-    ]
-    return "; ".join(parts)
+        f"{off['master_cores']:.0%}); the journal's thread writing {normal['commit_share']:.0%}"
+        f" of the time ({normal['commit_ms']:.2f} ms a commit, "
+        f"{normal['exchanges_per_commit']:.1f} exchanges each); full: the journal's thread "
+        f"writing {full['commit_share']:.0%} of the time ({full['commit_ms']:.2f} ms a commit, "
+        f"an fsync of the WAL each, {full['exchanges_per_commit']:.1f} exchanges each)"
+    )
 
 
 def table(res: dict[str, Any]) -> str:

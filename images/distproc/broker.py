@@ -39,7 +39,7 @@ log = logging.getLogger("distproc.master")
 HISTORY_BYTES = 64 * 2**20  # finished jobs kept for `report`, by what they hold, not by count
 #: changes the journal's commits may trail the exchanges by before an exchange waits for
 #: them: bounds what a crash of the master makes the workers run again (32 exchanges of 256
-#: tasks at most; a commit trails by 1.6 changes at full speed, journal.py)
+#: tasks at most; a commit carries 1.8 changes at full speed, journal.py)
 JOURNAL_LAG = 32
 
 

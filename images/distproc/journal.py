@@ -21,10 +21,11 @@ Group commit, off the workers' path. The broker hands over what a call changed w
 holds its lock (``add``: a list swap and a few small copies, no I/O: about 10 us more under
 the lock per exchange of 256 results, ``make bench``). The journal's own thread commits
 whatever was handed over while it wrote the transaction before: one transaction carries one
-exchange or several (1.6 a commit with ``normal``, 2.5 with ``full``, 2 workers at full
-speed). A worker's exchange does not wait for it, unless the journal falls ``JOURNAL_LAG``
-changes behind (``broker.py``): waiting for each commit put it on every round trip, and 2
-workers then ran at 50-69% of the rate without a journal, against 73-83% this way. What that
+exchange or several (1.8 a commit with ``normal``, 2.4 with ``full``, 2 workers at full
+speed, in the README's run). A worker's exchange does not wait for it, unless the journal
+falls ``JOURNAL_LAG`` changes behind (``broker.py``): waiting for each commit put it on every
+round trip, and 2 workers then ran at 50-70% of the rate without a journal (``normal``),
+against 69-83% this way (76% in the README's run). What that
 costs: results a worker heard "accepted" for, and that were not committed when the master
 died, are pending after the replay and run again. Nothing is lost, nothing is counted twice
 (the guarantee stays at-least-once execution, exactly-once accounting); a crash only re-runs
