@@ -37,10 +37,6 @@ from .spec import MAX_TASKS, make_spec
 log = logging.getLogger("distproc.master")
 
 HISTORY_BYTES = 64 * 2**20  # finished jobs kept for `report`, by what they hold, not by count
-#: changes the journal's commits may trail the exchanges by before an exchange waits for
-#: them: bounds what a crash of the master makes the workers run again (32 exchanges of 256
-#: tasks at most; a commit carries 1.8 changes at full speed, journal.py)
-JOURNAL_LAG = 32
 
 
 class JobError(Exception):
@@ -129,10 +125,10 @@ class Broker:
                     seq = self._note(job, rec.index)
                     if job.done:
                         self._finish(job)
-            if not seq or self.journal.behind(seq) <= JOURNAL_LAG:  # type: ignore[union-attr]
-                return self._lease(rec, want, deadline)
+            if not seq or not self.journal.lagging(seq):  # type: ignore[union-attr]
+                return self._lease(rec, want, deadline)  # the journal's thread follows
             reply = self._lease(rec, want, 0.0)  # no waiting before the journal has them
-        self._commit(seq)  # the journal fell JOURNAL_LAG behind: this worker waits for it
+        self._commit(seq)  # the journal fell behind (journal.LAG_*): this worker waits for it
         if reply is not None or time.monotonic() >= deadline:
             return reply
         with self.lock:

@@ -23,11 +23,11 @@ the lock per exchange of 256 results, ``make bench``). The journal's own thread 
 whatever was handed over while it wrote the transaction before: one transaction carries one
 exchange or several (1.8 a commit with ``normal``, 2.4 with ``full``, 2 workers at full
 speed, in the README's run). A worker's exchange does not wait for it, unless the journal
-falls ``JOURNAL_LAG`` changes behind (``broker.py``): waiting for each commit put it on every
-round trip, and 2 workers then ran at 50-70% of the rate without a journal (``normal``),
-against 69-83% this way (76% in the README's run). What that
-costs: results a worker heard "accepted" for, and that were not committed when the master
-died, are pending after the replay and run again. Nothing is lost, nothing is counted twice
+falls ``LAG_CHANGES`` changes or ``LAG_ROWS`` rows behind: waiting for each commit put it on
+every round trip, and 2 workers then ran at 50-70% of the rate without a journal
+(``normal``), against 69-83% this way (76% in the README's run). What that costs: results a
+worker heard "accepted" for, and that were not committed when the master died, are pending
+after the replay and run again. Nothing is lost, nothing is counted twice
 (the guarantee stays at-least-once execution, exactly-once accounting); a crash only re-runs
 a little more than the leases it cut. Whatever a client is told must not go back waits for
 the commit: a job's id (``submit``), its end (``wait``, ``cancel``), and every classic take
@@ -74,6 +74,12 @@ SCHEMA = 1
 APPLICATION_ID = 0x64707263  # "dprc": sqlite's header names the file's application
 SYNC_MODES = ("normal", "full")
 BUSY_SECONDS = 2.0  # a master still letting the file go (a restart in progress)
+#: how far the commits may trail what the master accepted before an exchange waits for them:
+#: bounds what a crash makes the workers run again (32 exchanges of 256 tasks; a commit
+#: carries 1.8 at full speed) and the memory of what waits (a key holder's exchange may name
+#: a million single ids: rows of one id each)
+LAG_CHANGES = 32
+LAG_ROWS = 100_000
 WAL_LIMIT = 64 * 2**20  # the WAL is truncated to this after a checkpoint
 
 _TABLES = (
@@ -154,6 +160,7 @@ class Journal:
         self._ops: list[tuple[Any, ...]] = []
         self._added = 0  # changes handed over so far
         self._written = 0  # of those, committed
+        self._rows_waiting = 0  # task rows handed over, not yet taken to be written
         self._ops_lock = threading.Lock()  # add() runs under the broker's lock: kept short
         self._changed = threading.Condition(self._ops_lock)
         self._write_lock = threading.Lock()
@@ -214,13 +221,16 @@ class Journal:
         with self._changed:
             self._ops.append(op)
             self._added += 1
+            if op[0] == "rows":
+                self._rows_waiting += len(op[2])
             if self._writer is not None:
                 self._changed.notify_all()
             return self._added
 
-    def behind(self, seq: int) -> int:
-        """How many changes handed over before ``seq`` (included) are not committed yet."""
-        return seq - self._written
+    def lagging(self, seq: int) -> bool:
+        """Whether the commits trail change ``seq`` by more than ``LAG_CHANGES`` changes, or
+        more than ``LAG_ROWS`` rows wait: then the caller waits for them (``commit``)."""
+        return seq - self._written > LAG_CHANGES or self._rows_waiting > LAG_ROWS
 
     def start(self) -> None:
         """Commit from a thread of its own from now on: ``add`` returns at once, and each
@@ -264,7 +274,7 @@ class Journal:
                 return
             with self._ops_lock:
                 ops, self._ops = self._ops, []
-                last = self._added
+                last, self._rows_waiting = self._added, 0
             if not ops:
                 return
             t0 = time.perf_counter()

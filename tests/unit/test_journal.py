@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 from distproc import wire
 from distproc.broker import Broker, UnknownJob
-from distproc.journal import APPLICATION_ID, SCHEMA, Journal, JournalError, open_journal
+from distproc.journal import (
+    APPLICATION_ID,
+    LAG_CHANGES,
+    LAG_ROWS,
+    SCHEMA,
+    Journal,
+    JournalError,
+    open_journal,
+)
 from distproc.ledger import DEAD, LOST, OK, PENDING
 from distproc.states import EXPIRED
 
@@ -403,3 +411,21 @@ def test_results_a_master_did_not_take_wait_for_the_next_one() -> None:
     assert w._exchange("j-1", 0, 0.0) == ("hello",)
     assert len(w.outbox) == 3
     assert w.outbox.take("j-1")[0] == [(7, [(0, 3)], [0, 1, 4], [])]
+
+
+def test_an_exchange_waits_for_a_journal_that_falls_behind(tmp_path: Path) -> None:
+    """The commits may trail what was accepted by ``LAG_CHANGES`` changes or ``LAG_ROWS``
+    rows, no more: a key holder naming a million single ids cannot pile rows up in memory."""
+    j = open_journal(str(tmp_path / "j.db"))
+    first = j.add(("job", "a-1", {"kind": "square", "tasks": 10**6}, None, 0.0))
+    assert not j.lagging(first)
+    many = [(t, 1, OK, b"\x01", None, "w", "", None) for t in range(0, 2 * LAG_ROWS + 2, 2)]
+    seq = j.add(("rows", "a-1", many, {"ok": LAG_ROWS}, [], None, []))
+    assert j.lagging(seq)
+    j.commit(seq)
+    assert not j.lagging(seq)
+    for _ in range(LAG_CHANGES + 1):
+        seq = j.add(("rows", "a-1", [], {"ok": LAG_ROWS}, [], None, []))
+    assert j.lagging(seq)
+    j.flush()
+    assert not j.lagging(seq) and j.stats.rows == LAG_ROWS + 1
