@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import queue
 import secrets
 import socket
@@ -284,6 +285,12 @@ class Broker:
                                  [job_spec.size] if job_spec.tasks else [])  # fmt: skip
         except ValueError as exc:
             raise JobError(f"bad job: {exc}") from None
+        kept = None
+        if payloads is not None and self.journal is not None:  # before anything changes
+            try:
+                kept = pickle.dumps(payloads, 5)
+            except Exception as exc:
+                raise JobError(f"payloads the journal cannot keep: {exc}") from None
         if job_spec.kind == "cpu":  # the one slow check: its answers computed before the lock
             for p in set(payloads) if payloads is not None else {job_spec.size}:
                 kinds.expected("cpu", p)
@@ -302,7 +309,7 @@ class Broker:
             seq = 0
             if self.journal is not None:
                 job.log = []
-                seq = self.journal.add(("job", job_id, job_spec.as_dict(), payloads, time.time()))
+                seq = self.journal.add(("job", job_id, job_spec.as_dict(), kept, time.time()))
                 seq = self._note(job) or seq  # a job of no tasks has ended already
             self._trim_history()
             if job_spec.protocol == "classic":

@@ -336,21 +336,22 @@ class Journal:
         if seq is None:  # dropped from the history meanwhile
             return 0
         rows += [(seq, first, count, state, attempts, error, worker, peer,
-                  None if vals is None else pickle.dumps(vals, 5), None)
+                  None if vals is None else _pickled(vals), None)
                  for first, count, state, attempts, error, worker, peer, vals in new]  # fmt: skip
         kept = progress.get(seq)
         if kept is None:
             kept = progress[seq] = {"tallies": {}}
         kept.update(counts=counts, wrong=wrong, started=started)
         for wid, identity, tally in tallies:  # a worker's identity once per job and master
-            kept["tallies"][wid] = [None if (seq, wid) in self._tallied else identity, tally]
+            known = (seq, wid) in self._tallied
+            kept["tallies"][wid] = [None if known else plain(identity), tally]
         return len(new)
 
     def _append(self, rows: list[tuple[Any, ...]], progress: dict[int, dict[str, Any]]) -> None:
         """Write what the rows ops so far gathered: task rows, then each job's progress."""
         for seq, kept in progress.items():
             rows.append((seq, None, None, None, None, None, None, None, None,
-                         json.dumps(kept, default=str)))  # fmt: skip
+                         json.dumps(kept, default=repr)))  # fmt: skip
             self._tallied.update((seq, wid) for wid in kept["tallies"])
         if rows:
             self._conn.executemany(
@@ -359,9 +360,10 @@ class Journal:
         rows.clear()
         progress.clear()
 
-    def _job(self, jid: str, spec: dict[str, Any], payloads: list[Any] | None,
+    def _job(self, jid: str, spec: dict[str, Any], blob: bytes | None,
              submitted: float) -> None:  # fmt: skip
-        blob = None if payloads is None else pickle.dumps(payloads, 5)
+        """A job submitted: ``blob`` is its explicit payloads, pickled by ``submit`` (where
+        a list that does not pickle again is refused, not here, where it would stop us)."""
         cur = self._conn.execute(
             "INSERT INTO jobs (id, spec, payloads, submitted) VALUES (?, ?, ?, ?)",
             (jid, json.dumps(spec), blob, submitted),
@@ -374,10 +376,12 @@ class Journal:
         seq = self._job_seq.get(jid)
         if seq is None:
             return
-        blob = None if named is None else pickle.dumps(named, 5)
+        blob = None if named is None else _pickled(named)
+        for tally in ended["tallies"]:
+            tally[1] = plain(tally[1])
         self._conn.execute(
             "UPDATE jobs SET ended = ?, packed = ?, payloads = ? WHERE seq = ?",
-            (json.dumps(ended, default=str), packed, blob, seq),
+            (json.dumps(ended, default=repr), packed, blob, seq),
         )
         self._forget_rows(seq)
 
@@ -417,6 +421,45 @@ class Journal:
 
 
 MOVE_IT = "move the file away to start without it (its jobs are then forgotten)"
+UNREADABLE = "unreadable"  # the key of a worker identity kept as its repr (``plain``)
+
+
+def plain(identity: Any) -> Any:
+    """A worker's identity as JSON can keep it: as it is, or its repr under ``UNREADABLE``.
+    A key holder says what it likes in its ``hello`` (a dict holding itself, tuple keys):
+    nothing a worker says may make a commit fail, which would stop the master."""
+    try:
+        json.dumps(identity, default=repr)
+        return identity
+    except (ValueError, TypeError, RecursionError):
+        return {UNREADABLE: repr(identity)[:1000]}
+
+
+def _pickled(values: Any) -> bytes:
+    """Values as the journal keeps them. A value that came in pickled may not pickle again
+    (its ``__reduce__`` may raise): it is kept as its repr, which is what the results file
+    shows of a value JSON cannot encode."""
+    try:
+        return pickle.dumps(values, 5)
+    except Exception:
+        return pickle.dumps(_reprs(values), 5)
+
+
+def _reprs(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: _repr_or(v) for k, v in values.items()}
+    return [_repr_or(v) for v in values]
+
+
+def _repr_or(value: Any) -> Any:
+    try:
+        pickle.dumps(value, 5)
+        return value
+    except Exception:
+        try:
+            return repr(value)[:1000]
+        except Exception:
+            return "<not representable>"
 
 
 def _json(text: str | None) -> Any:

@@ -227,7 +227,7 @@ class TaskStates:
         """The attempts of ids ``[p, q)`` as a journal row keeps them: one byte when they
         are all the same (a lease's ids nearly always are), else one byte each."""
         a = self.attempts[p:q]
-        return bytes(a[:1]) if a.count(a[0]) == len(a) else bytes(a)
+        return bytes(a[:1]) if a and a.count(a[0]) == len(a) else bytes(a)
 
     def _log(self, p: int, q: int, state: int, error: str | None, name: str = "",
              peer: str = "") -> None:  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from distproc import wire
-from distproc.broker import Broker, UnknownJob
+from distproc.broker import Broker, JobError, UnknownJob
 from distproc.journal import (
     APPLICATION_ID,
     LAG_CHANGES,
@@ -429,3 +429,45 @@ def test_an_exchange_waits_for_a_journal_that_falls_behind(tmp_path: Path) -> No
     assert j.lagging(seq)
     j.flush()
     assert not j.lagging(seq) and j.stats.rows == LAG_ROWS + 1
+
+
+class _NoSecondPickle:
+    """A value that arrived pickled and will not pickle again."""
+
+    def __reduce__(self) -> Any:
+        raise TypeError("not twice")
+
+    def __repr__(self) -> str:
+        return "<no second pickle>"
+
+
+def test_nothing_a_worker_sends_can_make_a_commit_fail(tmp_path: Path) -> None:
+    """A failed commit stops the master (as a crash would), so what a key holder sends must
+    never fail one: an identity holding itself, a value that does not pickle again. Payloads
+    that do not pickle again are refused at submit, with nothing changed."""
+    journal = tmp_path / "j.db"
+    b = _broker(journal, results_dir=str(tmp_path))
+    assert b.journal is not None
+    failures: list[BaseException] = []
+    b.journal.on_failure = failures.append
+    with pytest.raises(JobError, match="payloads the journal cannot keep"):
+        b.submit({"kind": "mod:fn"}, [_NoSecondPickle()])
+    assert b.current is None
+    job_id = b.submit({"kind": "mod:fn", "tasks": 20, "batch": 10, "results": "stream"})
+    identity: dict[str, Any] = {"name": "w"}
+    identity["me"] = identity
+    b.hello("w", identity)
+    reply = b.exchange("w", None, [], 0.0, 10, 0.0)
+    reply = b.exchange("w", job_id, _answer(reply, value=lambda p: _NoSecondPickle()), 0.0, 10,
+                       0.0)  # fmt: skip
+    _crash(b)
+    assert failures == []
+    b2 = _broker(journal, results_dir=str(tmp_path))
+    [kept] = b2.status()["workers"][0]["identity"].values()  # {"unreadable": its repr}
+    assert kept.startswith("{'name': 'w', 'me': {")
+    b2.hello("w", {"name": "w"})
+    while reply is not None:
+        reply = b2.exchange("w", job_id, _answer(reply, value=str), 0.0, 10, 0.0)
+    rep = b2.report(job_id, results=True)
+    assert rep["finished"] and rep["totals"]["ok"] == 20
+    assert [r["value"] for r in rep["results"][:10]] == ["<no second pickle>"] * 10
