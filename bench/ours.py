@@ -133,9 +133,11 @@ class CpuProbe:
 class Cluster:
     """One master process plus the worker processes started on it, all on loopback."""
 
-    def __init__(self, tmp: Path, log_level: str = "WARNING") -> None:
+    def __init__(self, tmp: Path, log_level: str = "WARNING", master_args: tuple[str, ...] = ()
+                 ) -> None:  # fmt: skip
         self.tmp = tmp
         self.log_level = log_level
+        self.master_args = master_args  # more flags for the master (bench.journal: --journal)
         self.keyfile = tmp / "authkey"
         self.keyfile.write_text(secrets.token_hex(16))
         self.keyfile.chmod(0o600)
@@ -180,7 +182,7 @@ class Cluster:
         for _attempt in range(3):  # a picked free port can be taken before the master binds
             self.port = free_port()
             self.master = self._spawn(
-                "master", "master", "--host", LOOPBACK, "--port", str(self.port)
+                "master", "master", "--host", LOOPBACK, "--port", str(self.port), *self.master_args
             )
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while self.master.poll() is None and time.monotonic() < deadline:

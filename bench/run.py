@@ -1,6 +1,7 @@
 """The full benchmark (``make bench``): ours, peers, the lesson, the limit, containers.
 
-``python -m bench.run [--quick] [--no-peers] [--no-lesson] [--no-containers] [--json]``
+``python -m bench.run [--quick] [--no-peers] [--no-lesson] [--no-journal] [--no-containers]
+[--json]``
 runs every enabled
 section in order, prints progress lines on stderr, writes ``bench/results/<timestamp>.json``
 and ``bench/results/latest.json`` plus PNG plots in ``bench/results/``, and prints a table
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import lesson, memory, ours, peers, targets
+from bench import journal, lesson, memory, ours, peers, targets
 from bench.common import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -79,6 +80,11 @@ def run_ours(ctx: Context) -> dict[str, Any]:
         scale=(1, 2) if ctx.quick else ours.SCALE,
         log=lambda s: log(s.strip()),
     )
+
+
+def run_journal(ctx: Context) -> dict[str, Any]:
+    """The journal off, on (synchronous normal) and on (full), side by side (bench.journal)."""
+    return journal.run(ctx.quick, log=lambda s: log(f"  {s}"))
 
 
 def run_peers(ctx: Context) -> list[dict[str, Any]]:
@@ -183,6 +189,7 @@ def run_targets(ctx: Context) -> dict[str, Any]:
 
 SECTIONS: list[Section] = [
     Section("ours", run_ours, ours.format_tiny),
+    Section("journal", run_journal, journal.table, lambda a: not a.no_journal),
     Section("peers", run_peers, peers.format_table, lambda a: not a.no_peers),
     Section("lesson", run_lesson, _lesson_table, lambda a: not a.no_lesson),
     Section("limit", run_limit, lambda r: ours.format_limit(r["rows"])),
@@ -308,6 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="small n, one run each (~2 min)")
     ap.add_argument("--no-peers", action="store_true", help="skip Dask/RQ/transport peers")
     ap.add_argument("--no-lesson", action="store_true", help="skip the cpu/io lesson")
+    ap.add_argument("--no-journal", action="store_true", help="skip the journal's cost")
     ap.add_argument(
         "--no-containers",
         action="store_true",

@@ -72,6 +72,19 @@ _TARGETS: list[tuple[Any, ...]] = [
         "{:.0%} (the lowest)",
     ),
     (
+        "journal on: at least 150,000 tiny tasks/s end to end, 2 workers on loopback "
+        "(synchronous normal, a million tasks)",
+        lambda r: _get(r, "journal", "modes", "normal", "e2e_rate"),
+        150_000,
+        "{:,.0f}/s",
+    ),
+    (
+        "journal on: at least half the rate without it, end to end (side by side, same run)",
+        lambda r: _get(r, "journal", "ratios", "normal/off"),
+        0.5,
+        "{:.0%}",
+    ),
+    (
         "leased at least 50x classic, 1 worker on loopback (master's clock, 20,000 tasks)",
         lambda r: _get(r, "ours", "ratios", "leased/classic 1w"),
         50,

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import platform
 import queue
 import secrets
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from . import calls, kinds, wire
+from . import calls, kinds, replay, wire
 from .classic import ClassicResults, ClassicTasks, Takers, parse_result
 from .identity import netns
+from .journal import Journal, Stats
 from .ledger import Ledger
 from .registry import WorkerRegistry
 from .report import build
@@ -42,10 +45,15 @@ class JobError(Exception):
     """A job that can't be accepted (bad spec, or another job still running)."""
 
 
+class UnknownJob(JobError):
+    """A job id this master does not know (never submitted, or dropped from its history)."""
+
+
 class Broker:
     """Jobs, workers and the two protocols, behind one lock."""
 
-    def __init__(self, history_bytes: int = HISTORY_BYTES, results_dir: str | None = None) -> None:
+    def __init__(self, history_bytes: int = HISTORY_BYTES, results_dir: str | None = None,
+                 journal: Journal | None = None) -> None:  # fmt: skip
         self.instance = secrets.token_hex(4)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
@@ -66,6 +74,10 @@ class Broker:
             "instance": self.instance,
             "python": platform.python_version(),  # as workers report theirs (identity.py)
         }
+        self.journal = journal
+        self.replayed: dict[str, Any] = {"jobs": 0, "at": None, "resumed": None}
+        if journal is not None:
+            self._replay(journal)
 
     # -- workers ---------------------------------------------------------------------------
     def hello(self, wid: str, identity: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +113,7 @@ class Broker:
         wait = calls.seconds("wait", wait)
         peer = current_peer()
         deadline = time.monotonic() + wait
+        seq = 0
         with self.lock:
             rec = self.registry.seen(wid, peer)
             if rec is None:
@@ -112,22 +125,34 @@ class Broker:
                 else:
                     wire.check_done(done, job.total, job.id)  # raises before anything changes
                     job.settle(rec.index, peer, done, busy)
+                    seq = self._note(job, rec.index)
                     if job.done:
                         self._finish(job)
-            while True:
-                job = self.current
-                if job is not None and job.spec.protocol == "classic" and not job.done:
-                    return ("classic",)
-                if job is not None and want > 0 and job.spec.protocol == "leased":
-                    lease = job.lease(rec.index, want, self.registry.active())
-                    if lease is not None:
-                        return wire.lease(job.id, lease.id, job.spec.lease_seconds,
-                                          job.spec.kind, lease.spans, job.payloads)  # fmt: skip
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self.changed.wait(remaining)
-                rec.last_seen = time.monotonic()
+            if not seq or not self.journal.lagging(seq):  # type: ignore[union-attr]
+                return self._lease(rec, want, deadline)  # the journal's thread follows
+            reply = self._lease(rec, want, 0.0)  # no waiting before the journal has them
+        self._commit(seq)  # the journal fell behind (journal.LAG_*): this worker waits for it
+        if reply is not None or time.monotonic() >= deadline:
+            return reply
+        with self.lock:
+            return self._lease(rec, want, deadline)
+
+    def _lease(self, rec: Any, want: int, deadline: float) -> tuple[Any, ...] | None:
+        """Under the lock: the next lease for worker ``rec``, waiting until ``deadline``."""
+        while True:
+            job = self.current
+            if job is not None and job.spec.protocol == "classic" and not job.done:
+                return ("classic",)
+            if job is not None and want > 0 and job.spec.protocol == "leased":
+                lease = job.lease(rec.index, want, self.registry.active())
+                if lease is not None:
+                    return wire.lease(job.id, lease.id, job.spec.lease_seconds,
+                                      job.spec.kind, lease.spans, job.payloads)  # fmt: skip
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.changed.wait(remaining)
+            rec.last_seen = time.monotonic()
 
     def renew(self, wid: str) -> int:
         """Heartbeat: extend every lease the worker holds. Returns -1 if the worker is unknown."""
@@ -181,14 +206,18 @@ class Broker:
             while True:
                 job = self.current
                 if job is not None and job.spec.protocol == "classic":
-                    tid = job.take()
+                    who = self.registry.classic_name(peer) if self.journal is not None else ""
+                    tid = job.take(who, peer)
                     if tid is not None:
                         self.takers.took(conn, tid, peer)
-                        return job.payloads[tid]
+                        payload, seq = job.payloads[tid], self._note(job)
+                        break
                 remaining = 1.0 if deadline is None else deadline - time.monotonic()
                 if not block or remaining <= 0:
                     raise queue.Empty
                 self.changed.wait(min(remaining, 1.0))
+        self._commit(seq)  # taken, on disk: lost, not served twice, if the master dies now
+        return payload
 
     def classic_pending(self) -> int:
         with self.lock:
@@ -210,9 +239,12 @@ class Broker:
                 job.counts["stale"] += 1
                 return
             self.takers.answered(tid)
-            job.accept(self.registry.classic(peer), peer, [(tid, value)])
+            index = self.registry.classic(peer)
+            job.accept(index, peer, [(tid, value)])
+            seq = self._note(job, index)
             if job.done:
                 self._finish(job)
+        self._commit(seq)
 
     def connection_closed(self, conn: int) -> None:
         """The server's disconnect hook: what this connection took and never answered is lost."""
@@ -227,8 +259,10 @@ class Broker:
                 if job.lose(tid, reason, who, peer):
                     log.warning("job %s: task %d lost with %s (%s)", job.id, tid, who, peer)
             self.changed.notify_all()
+            seq = self._note(job)
             if job.done:
                 self._finish(job)
+        self._commit(seq)
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(self, spec: dict[str, Any], payloads: list[Any] | None = None) -> str:
@@ -253,6 +287,12 @@ class Broker:
                                  [job_spec.size] if job_spec.tasks else [])  # fmt: skip
         except ValueError as exc:
             raise JobError(f"bad job: {exc}") from None
+        kept = None
+        if payloads is not None and self.journal is not None:  # before anything changes
+            try:
+                kept = pickle.dumps(payloads, 5)
+            except Exception as exc:
+                raise JobError(f"payloads the journal cannot keep: {exc}") from None
         if job_spec.kind == "cpu":  # the one slow check: its answers computed before the lock
             for p in set(payloads) if payloads is not None else {job_spec.size}:
                 kinds.expected("cpu", p)
@@ -268,11 +308,17 @@ class Broker:
             job = Ledger(job_id, job_spec, tasks, sink=sink, worker_name=self.registry.name)
             self.jobs[job_id] = job
             self.current = job
+            seq = 0
+            if self.journal is not None:
+                job.log = []
+                seq = self.journal.add(("job", job_id, job_spec.as_dict(), kept, time.time()))
+                seq = self._note(job) or seq  # a job of no tasks has ended already
             self._trim_history()
             if job_spec.protocol == "classic":
                 self.takers.clear()
                 self.registry.classic_peers = {}  # who is behind each IP: decided per job
             self.changed.notify_all()
+        self._commit(seq)  # the id the client gets is on disk
         log.info("job %s: %d %s tasks (%s, batch %d)", job_id, job.total, job_spec.kind,
                  job_spec.protocol, job_spec.batch)  # fmt: skip
         return job_id
@@ -280,6 +326,7 @@ class Broker:
     def _trim_history(self) -> None:
         """Drop the oldest finished jobs while the history holds more than its budget."""
         held = sum(j.nbytes() for j in self.jobs.values())
+        dropped = []
         for job_id in list(self.jobs):
             if held <= self.history_bytes:
                 break
@@ -287,6 +334,9 @@ class Broker:
             if job is not self.current:
                 held -= job.nbytes()
                 del self.jobs[job_id]
+                dropped.append(job_id)
+        if dropped and self.journal is not None:  # the journal keeps what the history keeps
+            self.journal.add(("drop", dropped))
 
     def _finish(self, job: Ledger) -> None:
         log.info("job %s finished: %s", job.id, job.progress())
@@ -308,20 +358,27 @@ class Broker:
                 if remaining <= 0:
                     break
                 self.changed.wait(min(remaining, 0.25))
-            return job.progress()
+            progress = job.progress()
+        if progress["finished"] and self.journal is not None:
+            self.journal.flush()  # a job said to be over is over on disk too
+        return progress
 
     def cancel(self, job_id: str | None = None, reason: str = "cancelled") -> dict[str, Any]:
         """End a job now, whatever state it is in: what is unfinished is buried as dead."""
         calls.text("job_id", job_id, optional=True)
         reason = calls.text("reason", reason, limit=calls.MAX_ERROR)
+        seq = 0
         with self.lock:
             job = self._job(job_id)
             if not job.done:
                 if job.spec.protocol == "classic":
                     self.takers.clear()
                 job.stop(reason)
+                seq = self._note(job)
                 self._finish(job)
-            return job.progress()
+            progress = job.progress()
+        self._commit(seq)
+        return progress
 
     def report(self, job_id: str | None = None, results: bool = False) -> dict[str, Any]:
         """The JSON-ready report of a job (the last one by default)."""
@@ -359,7 +416,24 @@ class Broker:
             "uptime_seconds": round(time.time() - self.started, 3),
             "workers": workers,
             "job": job,
+            "journal": self.journal_status(),
         }
+
+    def journal_status(self) -> dict[str, Any]:
+        """The journal's part of ``status``: the same keys with or without one (``path``
+        None: no journal). ``replayed_jobs`` were read back at start, ``replayed_at`` when
+        (ISO 8601, UTC; None if nothing was), ``resumed`` the job that went on running then
+        (``{"job", "done", "total"}`` at that moment) or None; then what it cost so far."""
+        j = self.journal
+        out: dict[str, Any] = {
+            "path": j.path if j is not None else None,
+            "synchronous": j.sync if j is not None else None,
+            "replayed_jobs": self.replayed["jobs"],
+            "replayed_at": self.replayed["at"],
+            "resumed": self.replayed["resumed"],
+        }
+        return {**out, **(j.stats if j is not None else Stats()).as_dict(),
+                "bytes": j.size() if j is not None else 0}  # fmt: skip
 
     def ping(self) -> str:
         return self.instance
@@ -367,8 +441,61 @@ class Broker:
     def _job(self, job_id: str | None) -> Ledger:
         job = self.jobs.get(job_id) if job_id else self.current
         if job is None:
-            raise JobError(f"no such job: {job_id}" if job_id else "no job has run yet")
+            if job_id:
+                raise UnknownJob(f"no such job: {job_id}")
+            raise JobError("no job has run yet")
         return job
+
+    # -- the journal ---------------------------------------------------------------------------
+    def _note(self, job: Ledger, worker: int | None = None) -> int:
+        """Under the lock: hand the journal what ``job`` changed (its rows, counters and the
+        tally of ``worker``; its end, once it has ended). Returns what ``_commit`` waits for
+        (0: no journal, or nothing to keep). No I/O here: a list swap and small copies."""
+        if self.journal is None or job.log is None:
+            return 0
+        if job.finished is not None:  # its end says it all; later duplicates are not kept
+            job.log = None
+            return self.journal.add(("end", job.id, *job.end_record(self._who)))
+        rows, job.log = job.log, []
+        tallies = []
+        if worker is not None and worker in job.tally:
+            tallies.append((*self._who(worker), job.tally[worker].as_list()))
+        return self.journal.add(("rows", job.id, rows, dict(job.counts), list(job.wrong),
+                                 job.started_at, tallies))  # fmt: skip
+
+    def _who(self, index: int) -> tuple[str, dict[str, Any]]:
+        rec = self.registry.by_index[index]
+        return rec.wid, rec.identity
+
+    def _commit(self, seq: int) -> None:
+        """Outside the lock: return once change ``seq`` is on disk (group commit)."""
+        if seq and self.journal is not None:
+            self.journal.commit(seq)
+
+    def _replay(self, journal: Journal) -> None:
+        """At start: every job the journal holds, as it was; the one that ran goes on."""
+        records = journal.load()
+        with self.lock:
+            for rec in records:
+                job = replay.restore(rec, self.registry, self.results_dir)
+                self.jobs[job.id] = job
+                self.current = job
+                if rec.ended is None:
+                    self._note(job)  # what the replay decided (classic losses), or its end
+                    if not job.done:
+                        self.replayed["resumed"] = {"job": job.id, "done": job.final,
+                                                    "total": job.total}  # fmt: skip
+                    log.info("job %s resumed from the journal: %d of %d tasks done",
+                             job.id, job.final, job.total)  # fmt: skip
+            self._trim_history()
+        if records:
+            self.replayed["jobs"] = len(records)
+            self.replayed["at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+            # numbered past the leases of the master before, whose workers may still answer
+            Ledger.number_leases_from(time.time_ns() // 1000)
+            log.info("replayed %d jobs from the journal %s", len(records), journal.path)
+        journal.flush()
+        journal.start()  # from here on, its own thread commits
 
     # -- housekeeping ------------------------------------------------------------------------
     def reap(self) -> int:
@@ -378,10 +505,12 @@ class Broker:
             if job is None or job.done or job.spec.protocol != "leased":
                 return 0
             n = job.expire()
+            seq = self._note(job) if n or job.done else 0
             if n:
                 log.warning("job %s: %d tasks from expired leases went back to the queue",
                             job.id, n)  # fmt: skip
                 self.changed.notify_all()
             if job.done:
                 self._finish(job)
-            return n
+        self._commit(seq)
+        return n

@@ -1,7 +1,8 @@
-"""``python -m distproc master|worker|submit|report|status|cancel|probe``.
+"""``python -m distproc master|worker|submit|attach|report|status|cancel|probe``.
 
 Exit codes: 0 ok, 1 runtime error (master unreachable or lost...), 2 usage error (no authkey,
-a value out of range...), 3 the job's own checks failed.
+a value out of range, a journal the master will not use...), 3 the job's own checks failed,
+4 ``attach`` to a job the master does not know.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import Any
 
 from . import server
 from .auth import AuthkeyError, read_authkey
-from .broker import JobError
+from .broker import JobError, UnknownJob
 from .client import LINK_ERRORS, Unreachable, broker, connect, parse_address
 from .concurrency import DEFAULT_THREADS, MODES
 from .identity import pids_limit
+from .journal import SYNC_MODES
 from .spec import JobField, job_fields, make_spec
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK, EXIT_UNKNOWN_JOB = 0, 1, 2, 3, 4
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 log = logging.getLogger("distproc")
 
@@ -190,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where jobs with results: stream write their JSON lines (default: the temp dir)",
     )
+    m.add_argument(
+        "--journal",
+        metavar="PATH",
+        default=None,
+        help="keep jobs and every accepted result in this sqlite file (created if missing; "
+        "its directory must exist), and on start resume from it: what was final stays "
+        "final, the job that ran goes on under its id (default: no journal)",
+    )
+    m.add_argument(
+        "--journal-sync",
+        choices=SYNC_MODES,
+        default="normal",
+        help="sqlite's synchronous for the journal: 'normal' survives a crash of the master, "
+        "'full' also a power loss, for an fsync per commit (default %(default)s)",
+    )
     _job_args(m, tasks_default=None)
 
     w = sub.add_parser("worker", help="take tasks, compute, put results back")
@@ -226,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="include_results",
         action="store_true",
         help="include every task in the report (implies --results-mode stream)",
+    )
+
+    a = sub.add_parser(
+        "attach", help="follow a job already submitted until it ends, then print its report"
+    )
+    _client_args(a)
+    a.add_argument("--job", required=True, help="the job's id (submit prints it first)")
+    a.add_argument("--timeout", type=SECONDS, default=None, help="cancel the job after SECONDS")
+    a.add_argument("--progress", choices=("auto", "bar", "plain", "json", "none"), default="auto")
+    a.add_argument(
+        "--results",
+        dest="include_results",
+        action="store_true",
+        help="include every task in the report (the job must stream its results)",
     )
 
     r = sub.add_parser("report", help="print the JSON report of a job (the last by default)")
@@ -273,11 +304,16 @@ def cmd_master(args: argparse.Namespace) -> int:
         keepalive=(args.keepalive_idle, *_LIMITS.keepalive[1:]),
         send_timeout=args.send_timeout,
     )
-    master = Master(args.host, args.port, key, limits=limits, results_dir=args.results_dir).start()
+    master = Master(args.host, args.port, key, limits=limits, results_dir=args.results_dir,
+                    journal=args.journal, journal_sync=args.journal_sync).start()  # fmt: skip
     stop = _stop_on_signals()
     try:
         if args.tasks is not None:
-            job_id = master.broker.submit(_spec(args))
+            resumed = master.broker.replayed["resumed"]
+            if resumed is not None:
+                log.info("job %s resumed from the journal: --tasks submits nothing",
+                         resumed["job"])  # fmt: skip
+            job_id = resumed["job"] if resumed else master.broker.submit(_spec(args))
             if args.exit_when_done:
                 return _run_to_the_end(master.broker, job_id, args.job_timeout, stop)
         stop.wait()
@@ -356,9 +392,33 @@ def cmd_submit(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         results=args.include_results,
         timing=timing,
+        announce=progress.job,
     )
     _print_json(rep)
     progress.timing(timing)
+    return EXIT_OK if rep["ok"] else EXIT_CHECK
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    """Follow a job by its id (after a restart of the master, say), as ``submit`` does."""
+    from .submit import ProgressPrinter, attach_job
+
+    progress = ProgressPrinter(args.progress)
+    try:
+        rep = attach_job(
+            parse_address(args.master),
+            read_authkey(args.authkey_file),
+            args.job,
+            timeout=args.timeout,
+            progress=progress,
+            connect_timeout=args.connect_timeout,
+            results=args.include_results,
+            announce=progress.job,
+        )
+    except UnknownJob as exc:
+        print(f"distproc attach: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN_JOB
+    _print_json(rep)
     return EXIT_OK if rep["ok"] else EXIT_CHECK
 
 
@@ -406,6 +466,7 @@ COMMANDS = {
     "master": cmd_master,
     "worker": cmd_worker,
     "submit": cmd_submit,
+    "attach": cmd_attach,
     "report": cmd_report,
     "status": cmd_status,
     "cancel": cmd_cancel,

@@ -185,6 +185,10 @@ class Named(Sequence[Any]):
     def __getitem__(self, tid: Any) -> Any:
         return self._kept.get(tid)
 
+    def kept(self) -> dict[int, Any]:
+        """The payloads kept, by task id (what a journal keeps of a finished job)."""
+        return dict(self._kept)
+
 
 def _affine(count: int, seed: int) -> tuple[int, int]:
     if count <= 1:

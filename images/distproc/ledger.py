@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ __all__ = ["CLASSIC_GUARANTEE", "DEAD", "FAILED", "LEASED", "LEASED_GUARANTEE", 
 _UP = bytes((i + 1) & 255 for i in range(256))  # attempts + 1 over a span (bytes.translate)
 _DOWN = bytes((i - 1) & 255 for i in range(256))
 _NONE = RangeSet()  # what a lease holds for a worker that does not hold it
+_PENDING_RUN = re.compile(re.escape(BYTE[PENDING]) + b"+")
 
 
 @dataclass
@@ -76,7 +78,31 @@ class Ledger(TaskStates):
         self.queue = PendingQueue(self.total)
         self.leases: dict[int, Lease] = {}
         self._used_up = bytes(int(a >= self.spec.max_attempts) for a in range(256))
+        #: ids not final when the job was replayed from a journal: a master before the
+        #: restart may have leased them, so a result for one is not stale (``_ok``)
+        self.from_before = RangeSet()
         self._maybe_finish()
+
+    @classmethod
+    def number_leases_from(cls, first: int) -> None:
+        """Lease ids of this process start at ``first``: a master restarted on a journal
+        numbers its leases past its predecessor's, whose workers may still send results
+        under the old ids (``settle`` never trusts a lease id alone: it matches ranges)."""
+        cls._lease_ids = itertools.count(first)
+
+    def resume(self) -> None:
+        """After a replay (``replay.py``) set the per-task bytes: every id not final waits
+        in the queue again, leased or not when the master died, and no live lease is known.
+        Runs of pending ids are found in C (``re`` over the bytes), not id by id. None is
+        left behind the queue's cursor of never-leased ids: a result may come for any of
+        them (``from_before``), and only ranges can be taken out of the queue again."""
+        self.queue = PendingQueue(self.total)
+        self.queue.fresh = self.total
+        self.from_before = RangeSet()
+        for m in _PENDING_RUN.finditer(self.state):
+            self.queue.put_front(m.start(), m.end())
+            self.from_before.add(m.start(), m.end())
+        self.leases.clear()
 
     def pending_count(self) -> int:
         return len(self.queue)
@@ -95,6 +121,7 @@ class Ledger(TaskStates):
     def _end_in_flight(self) -> None:
         self.leases.clear()
         self.queue.clear()
+        self.from_before = RangeSet()
 
     # -- leasing ---------------------------------------------------------------------------
     def lease(self, worker: int, want: int, active_workers: int = 1) -> Lease | None:
@@ -117,13 +144,16 @@ class Ledger(TaskStates):
         self.state[a:b] = BYTE[LEASED] * (b - a)
         self.attempts[a:b] = self.attempts[a:b].translate(_UP)
 
-    def take(self) -> int | None:
-        """One task for a classic ``get`` (no lease: the classic protocol has no time-outs)."""
+    def take(self, who: str = "", peer: str = "") -> int | None:
+        """One task for a classic ``get`` (no lease: the classic protocol has no time-outs).
+        ``who`` took it from ``peer``: a journal keeps that, since a classic task taken when
+        the master dies is lost (``replay.py``)."""
         spans = self.queue.take(1) if self.finished is None else []
         if not spans:
             return None
         tid = spans[0][0]
         self._lease_span(tid, tid + 1)
+        self._log(tid, tid + 1, LEASED, None, who, peer)
         self.mark_started()
         return tid
 
@@ -167,6 +197,7 @@ class Ledger(TaskStates):
                 self.counts["retries"] += q - p
                 self._forget_errors(p, q)
                 self.expired.add(p, q)
+                self._log(p, q, PENDING, EXPIRED)
             i = j
 
     def release(self, worker: int, spans: Iterable[Span]) -> int:
@@ -266,9 +297,11 @@ class Ledger(TaskStates):
         if state >= OK:
             self._dup(src, 1)
             return
-        if not self.attempts[tid]:  # never handed out: nobody was asked for this result
-            self.counts["stale"] += 1
-            return
+        if not self.attempts[tid]:  # never handed out: nobody was asked for this result...
+            if tid not in self.from_before:
+                self.counts["stale"] += 1
+                return
+            self.attempts[tid] = 1  # ...unless by the master before a restart: its attempt
         holder = self._holder(tid) if state == LEASED else None
         if holder is not None:  # a late result: its new holder's copy is a duplicate
             holder.held.remove(tid, tid + 1)
@@ -305,5 +338,6 @@ class Ledger(TaskStates):
             self.state[tid] = PENDING
             self.queue.put_back(tid, tid + 1)
             self.counts["retries"] += 1
+            self._log(tid, tid + 1, PENDING, error, src.name, src.peer)
             return
         self._bury(tid, tid + 1, DEAD if retry else FAILED, error, src.name, src.peer)

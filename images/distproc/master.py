@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from .broker import Broker
 from .classic import ClassicResults, ClassicTasks
+from .journal import open_journal
 from .memory import pin_mmap_threshold
 from .server import GuardedServer, MasterManager, ServerLimits, make_server
 
@@ -66,10 +68,15 @@ class Master:
         reap_interval: float = 0.2,
         limits: ServerLimits | None = None,
         results_dir: str | None = None,
+        journal: str | None = None,
+        journal_sync: str = "normal",
     ) -> None:
         global _broker
         pin_mmap_threshold()  # finished jobs' arrays go back to the system (memory.py)
-        self.broker = _broker = Broker(results_dir=results_dir)
+        self.journal = open_journal(journal, journal_sync) if journal else None
+        if self.journal is not None:
+            self.journal.on_failure = _journal_failed
+        self.broker = _broker = Broker(results_dir=results_dir, journal=self.journal)
         self.server: GuardedServer = make_server((host, port), authkey, limits)
         self.server.add_disconnect_hook(self.broker.connection_closed)
         self.address = self.server.address
@@ -95,3 +102,16 @@ class Master:
         if stop_event is not None:
             stop_event.set()
         self.server.listener.close()
+        if self.journal is not None:
+            self.journal.close()
+
+
+def _journal_failed(exc: BaseException) -> None:
+    """A commit failed (a full or vanished disk...): the master stops at once, as a crash
+    would. What it accepted is on disk up to the last commit, and the workers send again
+    what was not; running on without the journal would break that promise silently."""
+    log.critical("the journal could not be written (%s: %s): the master stops; start it "
+                 "again on the same journal to resume from its last commit",
+                 type(exc).__name__, exc)  # fmt: skip
+    logging.shutdown()
+    os._exit(1)

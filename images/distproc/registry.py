@@ -73,6 +73,17 @@ class WorkerRegistry:
         self.seen(wid, peer)
         return rec
 
+    def remember(self, wid: str, identity: dict[str, Any], peers: list[str]) -> int:
+        """A worker named by a job replayed from a journal: known (its index, for the job's
+        tally), but not connected until it says hello to this master."""
+        rec = self.workers.get(wid)
+        if rec is None:
+            rec = self._new(wid, identity)
+            rec.first_seen = rec.last_seen = time.monotonic() - LIVE_SECONDS
+            self._active = (0.0, 0)  # recount: it is not live
+        rec.peers.update(peers)
+        return rec.index
+
     def leave(self, wid: str) -> None:
         rec = self.workers.get(wid)
         if rec is not None:

@@ -68,6 +68,14 @@ class StreamSink(ResultSink):
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._file: TextIO | None = open(fd, "w", encoding="utf-8")  # noqa: SIM115
 
+    @classmethod
+    def reopen(cls, path: str, written: int) -> StreamSink:
+        """The sink of a finished job replayed from a journal: its file, read-only."""
+        sink = cls.__new__(cls)
+        ResultSink.__init__(sink)
+        sink.path, sink.written, sink._file = path, written, None
+        return sink
+
     def write(self, tid: int, state: str, value: Any, worker: str, peer: str, attempts: int,
               error: str = "") -> None:  # fmt: skip
         if self._file is None:
@@ -95,7 +103,10 @@ class StreamSink(ResultSink):
 
     def read(self) -> Iterator[dict[str, Any]]:
         """The rows written so far (``flush`` first, under the lock; read outside it)."""
-        size = os.path.getsize(self.path)
+        try:
+            size = os.path.getsize(self.path)
+        except OSError as exc:  # a job replayed from a journal: its file may be gone
+            raise ResultsUnavailable(f"cannot read {self.path}: {exc.strerror}") from None
         if self.written > MAX_INLINE_RESULTS or size > MAX_INLINE_BYTES:
             raise ResultsUnavailable(
                 f"{self.written:,} results ({size:,} bytes) are too many to list in a report "

@@ -38,6 +38,7 @@ from .spec import JobSpec
 
 PENDING, LEASED, OK, FAILED, DEAD, LOST = range(6)
 STATE_NAMES = ("pending", "leased", "ok", "failed", "dead", "lost")
+FINAL = (OK, FAILED, DEAD, LOST)
 MAX_LISTED = 20  # dead letters, failures, losses and wrong values named in a report
 
 EXPIRED = "lease expired: the worker died, hung or was cut off, or the task ran past task_timeout"
@@ -45,6 +46,11 @@ LEASED_GUARANTEE = "at-least-once execution, exactly-once accounting"
 CLASSIC_GUARANTEE = "at-most-once: a task held by a worker that dies is lost (the tutorial's rule)"
 _BURY = bytes(DEAD if s in (PENDING, LEASED) else s for s in range(256))  # for stop()
 BYTE = [bytes([s]) for s in range(len(STATE_NAMES))]  # BYTE[s] * n: n tasks in state s
+
+#: One change a journal keeps (``journal.py``): ids ``[first, first + count)`` went to
+#: ``state`` with these ``attempts`` (one byte each, or one byte for all), the error, who
+#: sent it from where, and the values (ok rows of a job that keeps them, else None).
+Row = tuple[int, int, int, bytes, str | None, str, str, list[Any] | None]
 
 
 @dataclass
@@ -56,6 +62,15 @@ class WorkerTally:
     failed: int = 0
     duplicates: int = 0
     peers: Counter[str] = field(default_factory=Counter)
+
+    def as_list(self) -> list[Any]:
+        """As a journal keeps it: ``[tasks, failed, duplicates, busy, {peer: tasks}]``."""
+        return [self.tasks, self.failed, self.duplicates, self.busy, dict(self.peers)]
+
+    @classmethod
+    def from_list(cls, kept: list[Any]) -> WorkerTally:
+        tasks, failed, duplicates, busy, peers = kept
+        return cls(int(tasks), float(busy), int(failed), int(duplicates), Counter(peers))
 
 
 class From(NamedTuple):
@@ -101,7 +116,10 @@ class TaskStates:
         self._state_counts: list[int] | None = None
         self.submitted = clock()
         self.started: float | None = None if n else self.submitted  # first task handed out
+        self.started_at: float | None = None if n else time.time()  # the same, wall clock
         self.finished: float | None = None
+        #: the changes a journal has yet to take (``Row``); None: no journal, nothing kept
+        self.log: list[Row] | None = None
 
     def _pieces_in_flight(self) -> int:
         """Ranges the ledger holds for tasks not yet final (for ``nbytes``)."""
@@ -177,6 +195,7 @@ class TaskStates:
         """The first task left the master: the job's clock starts here."""
         if self.started is None:
             self.started = self.clock()
+            self.started_at = time.time()
 
     def _from(self, worker: int, peer: str) -> From:
         tally = self.tally.get(worker)
@@ -196,9 +215,25 @@ class TaskStates:
         self.final += n
         src.tally.tasks += n
         src.tally.peers[src.peer] += n
-        if self.sink.mode == "stream":
+        keep = self.sink.mode == "stream"
+        if self.log is not None:
+            self.log.append((p, n, OK, self._attempts_of(p, q), None, src.name, src.peer,
+                             values if keep else None))  # fmt: skip
+        if keep:
             for tid, value in zip(range(p, q), values, strict=True):
                 self.sink.write(tid, "ok", value, src.name, src.peer, self.attempts[tid])
+
+    def _attempts_of(self, p: int, q: int) -> bytes:
+        """The attempts of ids ``[p, q)`` as a journal row keeps them: one byte when they
+        are all the same (a lease's ids nearly always are), else one byte each."""
+        a = self.attempts[p:q]
+        return bytes(a[:1]) if a and a.count(a[0]) == len(a) else bytes(a)
+
+    def _log(self, p: int, q: int, state: int, error: str | None, name: str = "",
+             peer: str = "") -> None:  # fmt: skip
+        """Keep a change that is not an ok result for the journal, if there is one."""
+        if self.log is not None:
+            self.log.append((p, q - p, state, self._attempts_of(p, q), error, name, peer, None))
 
     def _dup(self, src: From, n: int) -> None:
         src.tally.duplicates += n
@@ -221,6 +256,7 @@ class TaskStates:
         self._forget_errors(p, q)
         self.expired.remove(p, q)
         self.state[p:q] = BYTE[final] * (q - p)
+        self._log(p, q, final, error, name, peer)
         for tid in range(p, min(q, p + MAX_LISTED)):
             self._letter(final, tid, error, name, peer)
         if self.sink.mode == "stream":
@@ -265,6 +301,51 @@ class TaskStates:
         self.errors.clear()
         self.expired = RangeSet()
         self.sink.close()
+
+    # -- a journal's view (journal.py, replay.py) -----------------------------------------
+    def end_record(self, who: Callable[[int], tuple[str, dict[str, Any]]]
+                   ) -> tuple[dict[str, Any], bytes, dict[int, Any] | None]:  # fmt: skip
+        """What a journal keeps of a finished job: what its report lists (JSON-ready), its
+        packed per-task bytes, and its named explicit payloads. ``who(index)`` is a worker's
+        id and identity."""
+        assert self.finished is not None and self._packed is not None
+        started = self.started if self.started is not None else self.finished
+        ended = {
+            "counts": dict(self.counts),
+            "state_counts": list(self.state_counts()),
+            "letters": {STATE_NAMES[s]: list(self.letters[s]) for s in self.letters},
+            "wrong": list(self.wrong),
+            "tallies": [[*who(index), tally.as_list()] for index, tally in self.tally.items()],
+            "sink": self.sink.describe(),
+            "waited": started - self.submitted,
+            "elapsed": self.finished - started,
+            "started_at": self.started_at,
+            "finished_at": time.time(),
+        }
+        named = self.payloads.kept() if isinstance(self.payloads, kinds.Named) else None
+        return ended, self._packed, named
+
+    def restore_end(self, ended: dict[str, Any], packed: bytes) -> None:
+        """The inverse of ``end_record`` (without the tallies: ``replay.py`` maps workers):
+        this job as it was when it ended. Raises ValueError if the parts do not fit."""
+        if len(zlib.decompress(packed)) != 2 * self.total:
+            raise ValueError(f"its packed states do not hold {self.total} tasks")
+        counts = ended["state_counts"]
+        if len(counts) != len(STATE_NAMES) or sum(counts) != self.total:
+            raise ValueError(f"its state counts {counts} do not add up to {self.total} tasks")
+        self._packed, self._state_counts = packed, [int(n) for n in counts]
+        self.state, self.attempts = bytearray(), bytearray()
+        self.counts = Counter(ended["counts"])
+        self.letters = {s: list(ended["letters"].get(STATE_NAMES[s], [])) for s in self.letters}
+        self.wrong = list(ended["wrong"])
+        self.final = self.total
+        self.finished = self.clock()
+        self.started = self.finished - float(ended["elapsed"])
+        self.submitted = self.started - float(ended["waited"])
+        self.started_at = ended.get("started_at")
+        self._end_in_flight()
+        self.errors.clear()
+        self.expired = RangeSet()
 
     def stop(self, reason: str) -> None:
         """Bury every unfinished task as dead (a cancelled job): always ends the job, in

@@ -1,4 +1,5 @@
-"""The submit client: start a job on a running master, follow it, and return its report."""
+"""The submit client: start a job on a running master (or attach to one started already),
+follow it, and return its report."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, TextIO
 from .client import broker, connect
 
 Progress = Callable[[dict[str, Any]], None]
+Announce = Callable[[str, int], None]  # (job id, tasks): said once, before any progress
 
 
 def run_job(
@@ -25,6 +27,7 @@ def run_job(
     poll: float = 0.25,
     results: bool = False,
     timing: dict[str, float] | None = None,
+    announce: Announce | None = None,
 ) -> dict[str, Any]:
     """Submit ``spec``, wait until it finishes (or cancel it after ``timeout``), report it.
 
@@ -39,16 +42,9 @@ def run_job(
     marks.append(time.perf_counter())
     job_id = b.submit(spec, payloads)
     marks.append(time.perf_counter())
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        state = b.wait(job_id, poll)
-        if progress is not None:
-            progress(state)
-        if state["finished"]:
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            b.cancel(job_id, f"not finished within the {timeout:.0f}s job timeout")
-            break
+    if announce is not None:
+        announce(job_id, b.progress(job_id)["total"])
+    follow(b, job_id, timeout, progress, poll)
     marks.append(time.perf_counter())
     rep = b.report(job_id, results)
     marks.append(time.perf_counter())
@@ -56,6 +52,43 @@ def run_job(
         steps = [b - a for a, b in itertools.pairwise(marks)]
         timing.update(zip(TIMING[:-1], steps, strict=True), end_to_end=marks[-1] - marks[0])
     return rep
+
+
+def follow(b: Any, job_id: str, timeout: float | None, progress: Progress | None,
+           poll: float) -> None:  # fmt: skip
+    """Wait until the job finishes, or cancel it after ``timeout`` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = b.wait(job_id, poll)
+        if progress is not None:
+            progress(state)
+        if state["finished"]:
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            b.cancel(job_id, f"not finished within the {timeout:.0f}s job timeout")
+            return
+
+
+def attach_job(
+    address: tuple[str, int],
+    authkey: bytes,
+    job_id: str,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+    connect_timeout: float = 30.0,
+    poll: float = 0.25,
+    results: bool = False,
+    announce: Announce | None = None,
+) -> dict[str, Any]:
+    """Follow job ``job_id``, submitted earlier (a master restarted on its journal goes on
+    with it under the same id), as ``run_job`` does, and return its report. Raises
+    ``broker.UnknownJob`` if the master does not know the id."""
+    b = broker(connect(address, authkey, connect_timeout))
+    state = b.progress(job_id)
+    if announce is not None:
+        announce(job_id, state["total"])
+    follow(b, job_id, timeout, progress, poll)
+    return b.report(job_id, results)
 
 
 #: the client's steps, in ``run_job``'s ``timing`` (seconds); the last is their sum
@@ -103,6 +136,14 @@ class ProgressPrinter:
                 file=self.stream,
                 flush=True,
             )
+
+    def job(self, job_id: str, total: int) -> None:
+        """The job's id, first (JSON: ``{"job": {"id", "total"}}``): what ``attach`` takes."""
+        if self.style == "json":
+            print(json.dumps({"job": {"id": job_id, "total": total}}), file=self.stream,
+                  flush=True)  # fmt: skip
+        elif self.style != "none":
+            print(f"job {job_id}: {total} tasks", file=self.stream, flush=True)
 
     def timing(self, timing: dict[str, float]) -> None:
         """The client's steps once the report is in (JSON lines only: for the bench)."""

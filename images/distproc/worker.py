@@ -186,6 +186,10 @@ class Worker:
             if job_id:
                 self.outbox.put_back(job_id, done, busy)
             raise
+        if reply == ("hello",):  # a master that does not know us took none of them
+            if job_id:
+                self.outbox.put_back(job_id, done, busy)
+            return reply
         if done:
             self._failed_sends = 0
         return reply

@@ -25,7 +25,7 @@ def test_a_missed_target_is_missed_and_an_absent_one_not_measured() -> None:
     assert got[targets.TARGETS[1].name] == targets.MISSED  # 79% < 80%
     assert got["8 workers ready in under 10 s"] == targets.MET
     assert got["64 workers ready in under 60 s"] == targets.MISSED
-    assert got[targets.TARGETS[3].name] == targets.NOT_MEASURED  # no classic rows
+    assert got[targets.TARGETS[5].name] == targets.NOT_MEASURED  # no classic rows
     million[2].update(e2e_rate=1_200_000.0, e2e_over_master=0.98)
     assert _verdicts({"ours": {"million": million}})[targets.TARGETS[0].name] == targets.MET
 
@@ -37,4 +37,15 @@ def test_skipped_rows_come_with_the_command_that_brings_them() -> None:
     text = targets.table(res)
     assert "rq per-task (Worker): redis-server not installed" in text
     assert "to bring them: apt-get install -y redis-server, then make bench again" in text
-    assert "0 of 12 targets missed" in text and "tcp" not in text
+    assert f"0 of {len(targets.TARGETS)} targets missed" in text and "tcp" not in text
+
+
+def test_the_journal_targets_judge_its_rate_and_its_ratio() -> None:
+    rate, ratio = (t.name for t in targets.TARGETS if t.name.startswith("journal on"))
+    assert "150,000" in rate and "half" in ratio
+    modes = {"normal": {"e2e_rate": 140_000.0}, "off": {"e2e_rate": 260_000.0}}
+    got = _verdicts({"journal": {"modes": modes, "ratios": {"normal/off": 140 / 260}}})
+    assert (got[rate], got[ratio]) == (targets.MISSED, targets.MET)
+    modes["normal"]["e2e_rate"] = 400_000.0
+    got = _verdicts({"journal": {"modes": modes, "ratios": {"normal/off": 0.45}}})
+    assert (got[rate], got[ratio]) == (targets.MET, targets.MISSED)
