@@ -43,6 +43,7 @@ from ..base import (
 )
 from ..docker_errors import engine_call
 from ..docker_local import PROBE_RANGE, DockerBackend, exec_in
+from ..faults import Faults
 from . import specs
 
 #: Bounds on waiting for Swarm (it converges asynchronously).
@@ -417,6 +418,11 @@ class SwarmBackend(Backend):
             port = self._master_port(cluster_name)
             argv = with_master(argv, f"127.0.0.1:{port}")
             return exec_in(self.engine(host), container, argv, on_stderr_line)
+
+    def faults(self, cluster_name: str, run: str) -> Faults:
+        from .faults import SwarmFaults
+
+        return SwarmFaults(self, cluster_name, run)
 
     def _master_port(self, cluster_name: str) -> str:
         services = self.manager.api.services(filters={"name": f"{cluster_name}-master"})
