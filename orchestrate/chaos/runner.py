@@ -128,6 +128,7 @@ class Timeline:
     began: float = 0.0  # the scenario started to act (its first look, its first call)
     injected: float = 0.0  # the fault took hold
     too_late: bool = False  # the job ended before the fault was due
+    added: list[str] = field(default_factory=list)  # workers the fault added
 
 
 class JobThread:
@@ -348,6 +349,7 @@ class ChaosRun:
             tl.injected = injected.since or time.monotonic()
             v.injected_at = tl.injected - tl.t0
             self._say(v, v.injected_at, injected.what)
+            tl.added += injected.added
             tl.inventories.append(self.backend.inventory(self.cluster.name))
             rec.wait(lambda: rec.finished or job.ended, tl.injected + p.duration)
         finally:
@@ -370,7 +372,8 @@ class ChaosRun:
         inv = self.backend.inventory(self.cluster.name)
         for snapshot in reversed(tl.inventories):  # who had which address during the job
             inv.remember(snapshot)
-        checks = e2e.job_checks(report, inv, self.backend.worker_names(self.cluster))
+        expected = [*self.backend.worker_names(self.cluster), *tl.added]
+        checks = e2e.job_checks(report, inv, expected)
         if tl.recorder.samples:
             v.job_seconds = tl.recorder.samples[-1].t - tl.t0
         if v.injected_at is not None:

@@ -92,6 +92,8 @@ class Injected:
     what: str
     state: dict[str, Any] = field(default_factory=dict)
     since: float | None = None
+    #: workers it added (their reported names): the checks expect a share from each
+    added: list[str] = field(default_factory=list)
 
 
 class Scenario(ABC):
@@ -371,7 +373,8 @@ class Scale(Scenario):
 
     def inject(self, ctx: Context, target: Target) -> Injected:
         added = ctx.faults.add_worker(ctx.cluster, target.group)
-        return Injected(f"added {added.name} to group {target.group}", {"added": added})
+        return Injected(f"added {added.name} to group {target.group}", {"added": added},
+                        added=[added.identity or added.name])  # fmt: skip
 
     def heal(self, ctx: Context, target: Target, injected: Injected) -> str:
         added: ContainerInfo = injected.state["added"]
