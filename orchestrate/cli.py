@@ -410,9 +410,9 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from .chaos.show import print_verdicts
     from .chaos.verdict import exit_code
 
-    cluster = _load(args)
     if args.list:
         return _chaos_list()
+    cluster = _load(args)
     entries = _chaos_entries(args, cluster)
     _job_overrides(args, cluster)  # the flags alone are checked first (exit 2, nothing run)
     cli_job = {f.name: getattr(args, f.name) for f in job_fields()}

@@ -62,7 +62,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ScenarioSpec(
             "pause-worker",
             "freeze a worker holding tasks past the lease, then thaw it: its late results "
-            "are duplicates, never counted twice",
+            "are taken if their tasks have not run again, else duplicates; never counted twice",
             past_lease=True,
         ),
         ScenarioSpec(
