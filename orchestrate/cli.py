@@ -414,7 +414,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         return _chaos_list()
     cluster = _load(args)
     entries = _chaos_entries(args, cluster)
-    _job_overrides(args, cluster)  # the flags alone are checked first (exit 2, nothing run)
+    if args.scenario:  # its job is the file's and the flags': checked before any engine
+        _job_overrides(args, cluster)
     cli_job = {f.name: getattr(args, f.name) for f in job_fields()}
     cli_job = {name: value for name, value in cli_job.items() if value is not None}
     runner = _runner(args, cluster)

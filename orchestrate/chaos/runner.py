@@ -296,7 +296,11 @@ class ChaosRun:
             return v
         before = self.backend.inventory(self.cluster.name)
         if p.target.container is not None:  # the same worker, as the engine has it now
-            p.target = self._target(p.spec, p.target.name, before)
+            try:
+                p.target = self._target(p.spec, p.target.name, before)
+            except ChaosRefused as exc:
+                v.reason = str(exc)
+                return v
         recorder = Recorder(self.events)
         job_runner = ClusterRun(self.cluster, self.backend, recorder, self.runner.config_dir,
                                 self.runner.source)  # fmt: skip

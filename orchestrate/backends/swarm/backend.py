@@ -414,10 +414,13 @@ class SwarmBackend(Backend):
         """In the master's container, on the node its task runs on, reaching it on 127.0.0.1
         (its port is published nowhere)."""
         with engine_call("run a command in", f"the master of cluster {cluster_name!r}"):
-            host, container = self._running_task(cluster_name, f"{cluster_name}-master")
-            port = self._master_port(cluster_name)
-            argv = with_master(argv, f"127.0.0.1:{port}")
-            return exec_in(self.engine(host), container, argv, on_stderr_line)
+            try:
+                host, container = self._running_task(cluster_name, f"{cluster_name}-master")
+                port = self._master_port(cluster_name)
+                argv = with_master(argv, f"127.0.0.1:{port}")
+                return exec_in(self.engine(host), container, argv, on_stderr_line)
+            except paramiko.SSHException as exc:  # a channel refused (sshd's MaxSessions)
+                raise EngineError(f"the ssh session to the master's node failed: {exc}") from None
 
     def faults(self, cluster_name: str, run: str) -> Faults:
         from .faults import SwarmFaults
