@@ -15,7 +15,7 @@ ARGS   ?=
 # how many test machines `make testbed-up` makes (orchestrate testbed up --hosts)
 HOSTS  ?= 3
 
-.PHONY: cluster-up cluster-down status logs job check validate graph test test-unit e2e \
+.PHONY: cluster-up cluster-down status logs job check chaos validate graph test test-unit e2e \
         bench bench-quick lint readme testbed-up testbed-down dashboard vendor-js
 
 # A failed install removes .venv, so that the next call tries again instead of trusting it.
@@ -47,6 +47,10 @@ job: $(STAMPS)/base
 
 check: $(STAMPS)/base
 	$(BIN)/orchestrate check -f $(FILE) $(ARGS)
+
+# a fault while a job runs, and the verdict: make chaos ARGS=kill-worker (none: the file's list)
+chaos: $(STAMPS)/base
+	$(BIN)/orchestrate chaos -f $(FILE) $(ARGS)
 
 validate: $(STAMPS)/base
 	$(BIN)/orchestrate validate -f $(FILE) $(ARGS)

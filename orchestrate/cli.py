@@ -364,6 +364,92 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _finish(args, runner, runner.check(), "check")
 
 
+#: the flags of one scenario, by the ChaosEntry field each sets
+CHAOS_FLAGS = {"target": "--target", "at": "--at", "for": "--for", "rate": "--rate",
+               "delay": "--delay", "loss": "--loss"}  # fmt: skip
+
+
+def _chaos_entries(args: argparse.Namespace, cluster: Cluster) -> list[object]:
+    """The scenario the flags give (checked as a ``chaos:`` entry is), or the file's list."""
+    from pydantic import ValidationError
+
+    from .model import ChaosEntry
+    from .model.chaos import SCENARIO_NAMES, SCENARIOS, target_problem
+
+    given = {key: getattr(args, "for_" if key == "for" else key) for key in CHAOS_FLAGS}
+    given = {key: value for key, value in given.items() if value is not None}
+    if args.scenario is None:
+        if given:
+            flags = ", ".join(CHAOS_FLAGS[k] for k in given)
+            raise UsageError(f"{flags}: name a scenario (the file's chaos: list has its own)")
+        if not cluster.chaos:
+            raise UsageError(
+                f"name a scenario ({', '.join(SCENARIO_NAMES)}), or list some under chaos: in "
+                f"{args.file}"
+            )
+        return list(cluster.chaos)
+    try:
+        entry = ChaosEntry.model_validate({"scenario": args.scenario, **given})
+    except ValidationError as exc:
+        said = [f"{CHAOS_FLAGS.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
+                for e in exc.errors()]  # fmt: skip
+        raise UsageError("; ".join(said)) from None
+    if entry.target is not None:
+        why = target_problem(cluster, SCENARIOS[entry.scenario], entry.target)
+        if why:
+            raise UsageError(f"--target: {why}")
+    return [entry]
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """Run a job, inject a fault while it runs, heal it, and judge what was lost."""
+    from distproc.spec import job_fields
+
+    from .chaos.marks import marks_path
+    from .chaos.runner import ChaosRun
+    from .chaos.show import print_verdicts
+    from .chaos.verdict import exit_code
+
+    if args.list:
+        return _chaos_list()
+    cluster = _load(args)
+    entries = _chaos_entries(args, cluster)
+    if args.scenario:  # its job is the file's and the flags': checked before any engine
+        _job_overrides(args, cluster)
+    cli_job = {f.name: getattr(args, f.name) for f in job_fields()}
+    cli_job = {name: value for name, value in cli_job.items() if value is not None}
+    runner = _runner(args, cluster)
+    chaos = ChaosRun(runner, job_timeout=args.job_timeout, marks=marks_path(cluster.name))
+    verdicts = chaos.execute(chaos.plan(entries, cli_job))  # type: ignore[arg-type]
+    if isinstance(runner.events, ConsoleEvents):
+        runner.events.close()
+    code = exit_code(verdicts)
+    print_verdicts(_err(), verdicts, f"chaos on {cluster.name!r}", cluster.name)
+    if args.json:
+        doc = {"ok": code == 0, "kernel": chaos.kernel, "verdicts": [v.as_json() for v in verdicts]}
+        print(json.dumps(doc, indent=2, default=str))
+    return code
+
+
+def _chaos_list() -> int:
+    """The scenarios, what each does, and where each runs."""
+    from .backends.docker_faults import DockerFaults
+    from .backends.swarm.faults import SwarmFaults
+    from .chaos.scenarios import IMPLEMENTATIONS
+    from .model.chaos import SCENARIOS
+
+    console = _err()
+    for spec in SCENARIOS.values():
+        uses = IMPLEMENTATIONS[spec.name].uses
+        where = [f.backend for f in (DockerFaults, SwarmFaults) if uses <= f.operations]
+        console.print(
+            f"{spec.name} (target: a {spec.target}; backends: {', '.join(where)}): {spec.summary}",
+            soft_wrap=True,
+            markup=False,
+        )
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     """The topology as Mermaid text; and as SVG (--svg FILE) where Graphviz is installed."""
     from . import graph
@@ -491,6 +577,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_option(p)
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.set_defaults(func=cmd_check)
+
+    p = commands.add_parser(
+        "chaos", help="run a job, inject a fault while it runs, and judge what was lost"
+    )
+    _add_file_option(p)
+    p.add_argument(
+        "scenario",
+        nargs="?",
+        metavar="SCENARIO",
+        help="kill-worker, pause-worker, partition, blackhole, slow-link or scale (--list "
+        "says what each does); none: the file's chaos: list",
+    )
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--target", help="the worker (alpha-0), or for scale the group")
+    p.add_argument("--at", type=float, metavar="S", help="inject S seconds into the job (2)")
+    p.add_argument(
+        "--for", dest="for_", type=float, metavar="S", help="heal after S seconds (per scenario)"
+    )
+    p.add_argument("--rate", help="slow-link: the rate, in tc's units (128kbit)")
+    p.add_argument("--delay", type=float, metavar="MS", help="slow-link: delay (needs netem)")
+    p.add_argument("--loss", type=float, metavar="PCT", help="slow-link: loss (needs netem)")
+    _add_job_overrides(p)
+    p.add_argument("--job-timeout", type=float, default=900.0, metavar="S")
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON on stdout")
+    p.set_defaults(func=cmd_chaos)
 
     p = commands.add_parser("dashboard", help="the cluster and its tasks as a live web page")
     _add_file_option(p)

@@ -39,6 +39,9 @@ TESTBED = f"{PREFIX}.testbed"
 #: A test bed machine's name (its container and its volume): tb-1, tb-2...
 MACHINE = f"{PREFIX}.machine"
 
+#: On what a chaos run made (its helper containers, the workers it added): the run's id.
+CHAOS = f"{PREFIX}.chaos"
+
 #: On every swarm node distproc provisioned: the host's name in ``hosts:``, which placement
 #: constraints name (``node.labels.io.distproc.host == tb-2``).
 HOST = f"{PREFIX}.host"
@@ -56,6 +59,8 @@ ROLE_NETWORK = "network"
 ROLE_IMAGE = "image"
 ROLE_BASE = "base-image"
 ROLE_SECRET = "secret"
+ROLE_CHAOS = "chaos-helper"
+ROLE_CHAOS_IMAGE = "chaos-image"
 ROLE_TESTBED_MACHINE = "testbed-machine"
 ROLE_TESTBED_NETWORK = "testbed-network"
 ROLE_TESTBED_VOLUME = "testbed-volume"

@@ -22,6 +22,8 @@ import secrets
 import socket
 import threading
 import time
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -398,12 +400,18 @@ class Broker:
     def status(self) -> dict[str, Any]:
         """Who is connected, and the current job (its progress and its ``spec``). Each worker
         also says what it did in the current job: ``tasks`` accepted from it and ``leased``,
-        the tasks it holds now (0 with no job; a classic job has no leases): what a live
-        view shows per worker without asking for the whole report."""
+        the tasks it holds now (0 with no job; in a classic job, the tasks its connections
+        took and have not answered): what a live view shows per worker without asking for
+        the whole report, and what a chaos scenario asks before it kills a worker holding
+        tasks."""
         with self.lock:
             workers = self.registry.status()
             current = self.current
-            held = current.held() if current is not None else {}
+            held: Mapping[int, int] = {}
+            if current is not None and current.spec.protocol == "classic":
+                held = self._classic_held()
+            elif current is not None:
+                held = current.held()
             for index, w in enumerate(workers):
                 tally = current.tally.get(index) if current is not None else None
                 w["tasks"] = tally.tasks if tally is not None else 0
@@ -434,6 +442,16 @@ class Broker:
         }
         return {**out, **(j.stats if j is not None else Stats()).as_dict(),
                 "bytes": j.size() if j is not None else 0}  # fmt: skip
+
+    def _classic_held(self) -> Counter[int]:
+        """Classic tasks taken and not answered, by the worker each peer counts as (the
+        registry's rule for classic results). Called with the lock held."""
+        out: Counter[int] = Counter()
+        for peer, n in self.takers.held_by_peer().items():
+            index = self.registry.classic_index(peer)
+            if index is not None:
+                out[index] += n
+        return out
 
     def ping(self) -> str:
         return self.instance

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from .calls import CallError
@@ -101,6 +102,10 @@ class Takers:
         for tid in taken:
             self._conn_of.pop(tid, None)
         return taken
+
+    def held_by_peer(self) -> Counter[str]:
+        """Tasks taken and not answered yet, by the peer IP that took them."""
+        return Counter(peer for taken in self._by_conn.values() for peer in taken.values())
 
     def clear(self) -> None:
         self._by_conn.clear()

@@ -131,6 +131,15 @@ class WorkerRegistry:
         ours = self._ours_at(peer)
         return ours[0].wid if len(ours) == 1 else f"classic@{peer}"
 
+    def classic_index(self, peer: str) -> int | None:
+        """The worker ``classic`` would count ``peer``'s results for, without recording
+        anything (None: a tutorial worker that has sent no result yet)."""
+        index = self.classic_peers.get(peer)
+        if index is not None:
+            return index
+        ours = self._ours_at(peer)
+        return ours[0].index if len(ours) == 1 else None
+
     def classic(self, peer: str) -> int:
         """Who sent a classic result: tutorial workers send no identity, so the peer IP
         decides. It is our own worker if exactly one live worker has said hello from that

@@ -15,10 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..events import Events
 from ..model import Cluster, OrchestrateError
+
+if TYPE_CHECKING:
+    from .faults import Faults
 
 
 class EngineError(OrchestrateError):
@@ -266,6 +269,11 @@ class Backend(ABC):
     def memory_usage(self, cluster_name: str) -> dict[str, int]:
         """Bytes of memory each running container of the cluster uses now, by name (for
         the bench)."""
+
+    def faults(self, cluster_name: str, run: str) -> Faults:
+        """What chaos scenarios may do to the cluster's containers here (``faults.Faults``);
+        what it makes is labelled with the cluster and the chaos run ``run``."""
+        raise EngineError(f"the {self.kind} backend injects no faults")
 
 
 def with_master(argv: list[str], address: str) -> list[str]:

@@ -441,3 +441,35 @@ def build_image(client: docker.DockerClient, base: str, events: Events) -> str:
         raise ImageError(f"building {tag} produced no image")
     events.progress("build", 1, 1, "build steps")
     return tag
+
+
+CHAOS_REPO = "distproc-chaos"
+#: What the chaos scenarios run in a worker's namespace: iptables (blackhole) and tc (iproute2:
+#: slow-link). Debian's iptables is the nf_tables one, as the engine's own rules here are.
+CHAOS_PACKAGES = ("iptables", "iproute2")
+
+
+def chaos_image(client: docker.DockerClient, events: Events) -> str:
+    """The chaos helper image: Debian minbase with iptables and tc, bootstrapped offline once
+    (as the base is: debootstrap, ``docker import``), tagged by a hash of what it is made of
+    and labelled like the other images. Nothing of the cluster's is in it."""
+    digest = hashlib.sha256(repr((CHAOS_PACKAGES, SUITE, "minbase")).encode()).hexdigest()[:16]
+    ref = f"{CHAOS_REPO}:{digest}"
+    if _exists(client, ref):
+        return ref
+    events.step(
+        f"bootstrapping the chaos helper image {ref} with debootstrap ({', '.join(CHAOS_PACKAGES)}"
+        "; once, about a minute)"
+    )
+    spec = Bootstrap(
+        ref=ref,
+        include=CHAOS_PACKAGES,
+        changes=(
+            f"LABEL {labels.MANAGED}=true {labels.ROLE}={labels.ROLE_CHAOS_IMAGE} "
+            f"{labels.INPUTS}={digest}",
+            'CMD ["sh"]',
+        ),
+        packages_hint=110,
+    )
+    bootstrap_image(client, spec, events)
+    return ref

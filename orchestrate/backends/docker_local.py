@@ -21,7 +21,7 @@ from docker.types import IPAMConfig, IPAMPool, Mount
 
 from .. import labels
 from ..events import Events
-from ..model import Cluster, WorkerGroup
+from ..model import Cluster, WorkerGroup, WorkerSlot
 from ..state import KEY_IN_CONTAINER, container_user
 from .base import (
     Backend,
@@ -37,6 +37,7 @@ from .base import (
 )
 from .docker_errors import SubnetHolder, engine_call, overlapping
 from .docker_images import build_image, resolve_base
+from .faults import Faults
 
 PROGRAM = ["python3", "-m", "distproc"]
 #: One engine, one machine: a bridge per cluster network (Swarm uses overlays instead).
@@ -205,29 +206,47 @@ class DockerBackend(Backend):
         events.step(f"starting {plural(len(slots), 'worker')}")
         done = 0
 
-        def start_worker(slot: Any) -> None:
-            self._start(
-                cluster,
-                slot.name,
-                images.worker,
-                _worker_args(cluster, slot.group, slot.name),
-                slot.group.networks,
-                slot.group.resources,
-                authkey,
-                labels.for_cluster(
-                    cluster.name,
-                    run,
-                    labels.ROLE_WORKER,
-                    group=slot.group.name,
-                    index=str(slot.index),
-                    image=images.worker,
-                ),
-            )
+        def start(slot: WorkerSlot) -> None:
+            self.start_worker(cluster, slot, run, images.worker, authkey)
 
         with ThreadPoolExecutor(START_THREADS) as pool:
-            for _ in pool.map(start_worker, slots):
+            for _ in pool.map(start, slots):
                 done += 1
                 events.progress("start", done, len(slots), "workers started")
+
+    def start_worker(
+        self,
+        cluster: Cluster,
+        slot: WorkerSlot,
+        run: str,
+        image: str,
+        authkey: Path,
+        **extra_labels: str,
+    ) -> None:
+        """Start one worker container (``create``'s; a chaos ``scale`` adds one this way)."""
+        self._start(
+            cluster,
+            slot.name,
+            image,
+            _worker_args(cluster, slot.group, slot.name),
+            slot.group.networks,
+            slot.group.resources,
+            authkey,
+            labels.for_cluster(
+                cluster.name,
+                run,
+                labels.ROLE_WORKER,
+                group=slot.group.name,
+                index=str(slot.index),
+                image=image,
+                **extra_labels,
+            ),
+        )
+
+    def faults(self, cluster_name: str, run: str) -> Faults:
+        from .docker_faults import DockerFaults
+
+        return DockerFaults(self, cluster_name, run)
 
     def _start(
         self,

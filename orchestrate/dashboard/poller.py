@@ -2,7 +2,9 @@
 
 Polling is bounded by construction: the pages never reach the backend. Each open page reads
 the last snapshot (``latest``); one thread polls on a fixed period (``period``, 1 s by
-default) while at least one page is open or an action runs, and not at all otherwise. A poll
+default) while at least one page is open or an action runs, and not at all otherwise. Each
+poll also reads what ``orchestrate chaos`` appended to its marks file since (``chaos.marks``):
+a fault injected and healed is a mark on the chart, whoever ran it. A poll
 is one ``Backend.inventory`` (the engine) and, when the master runs, one
 ``control(["status"])`` (the master): so at most one request a second reaches the master,
 whatever the number of pages, plus one ``report`` per job that ended (to check it), and what
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend, EngineError, ExecResult, Inventory
+from ..chaos.marks import MarksTail, marks_path
 from ..cluster import ClusterRun, job_overrides, parse_report
 from ..model import Cluster, OrchestrateError
 from .live import LiveState
@@ -91,6 +94,8 @@ class Poller:
         self._checked: set[str] = set()  # jobs whose report was read for the checks
         self._thread: threading.Thread | None = None
         self.state = LiveState(cluster, cluster.worker_names(), source)
+        #: what `orchestrate chaos` does to this cluster, as marks on the chart (``marks``)
+        self._chaos = MarksTail(marks_path(cluster.name))
         self._publish()
 
     # -- the backend ----------------------------------------------------------------------------
@@ -129,6 +134,8 @@ class Poller:
             status, why = self._status()
         with self._lock:
             state.observe(inv, status, master_error=why)
+            for m in self._chaos.new():
+                state.mark(m["kind"], m["label"], t=m["t"])
         if status is not None:
             self._check_ended_job(status, inv)
         self._done(t0)

@@ -17,6 +17,7 @@ from .loader import load_cluster, load_cluster_text
 from .schema import SCHEMA_FILE, cluster_json_schema, cluster_json_schema_text
 from .topology import (
     Auth,
+    ChaosEntry,
     Cluster,
     HostPlan,
     Images,
@@ -39,6 +40,7 @@ __all__ = [
     "TESTBED_LAN",
     "TESTBED_RESERVED",
     "Auth",
+    "ChaosEntry",
     "Cluster",
     "ConfigError",
     "Host",

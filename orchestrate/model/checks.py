@@ -14,6 +14,7 @@ from typing import Any
 from distproc.concurrency import DEFAULT_THREADS, run_mode, tasks_at_once
 from distproc.kinds import default_size
 
+from .chaos import chaos_problems, chaos_warnings
 from .errors import Path
 from .host_checks import Machines, machine_problems, machine_warnings, machines, raw_machines
 from .issues import Issue, duplicates, valid
@@ -43,7 +44,7 @@ class _Parts:
 
 def topology_problems(cluster: Cluster) -> list[Issue]:
     """Cross-section problems of a validated cluster (empty if it is consistent)."""
-    return _check(
+    return chaos_problems(cluster) + _check(
         _Parts(
             name=cluster.name,
             network_names=[(i, n.name) for i, n in enumerate(cluster.networks)],
@@ -175,6 +176,7 @@ def topology_warnings(cluster: Cluster) -> list[Issue]:
         issues.append(Issue(("workers",), "no workers: `up` runs no job"))
     issues += job_time_warnings(cluster)
     issues += machine_warnings(cluster)
+    issues += chaos_warnings(cluster)
     return issues
 
 

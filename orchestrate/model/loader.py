@@ -305,7 +305,7 @@ def _describe(value: Any) -> str:
 def _suggest(key: str, model: type[BaseModel] | None) -> str:
     if model is None:
         return ""
-    allowed = list(model.model_fields)
+    allowed = [field.alias or name for name, field in model.model_fields.items()]  # for, not for_
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f" ({hint}allowed: {', '.join(allowed)})"

@@ -24,6 +24,9 @@ from pydantic import (
     field_validator,
 )
 
+from .chaos import DEFAULT_AT as CHAOS_DEFAULT_AT
+from .chaos import DEFAULT_RATE, RATE_PATTERN, SCENARIO_NAMES, SCENARIOS
+from .chaos import MAX_SECONDS as CHAOS_MAX_SECONDS
 from .errors import Path, Problem, format_path
 from .fields import DNS_LABEL_PATTERN, MAX_NAME_LEN, DnsLabel, check_label, fail
 from .fields import StrictModel as _Model
@@ -239,13 +242,14 @@ class WorkerGroup(_Model):
     placement: Placement | None = Field(None, description=PLACEMENT_HELP + " Default: any host.")
 
 
-def _job_field(f: JobField) -> tuple[Any, Any]:
+def _job_field(f: JobField, optional: bool = False) -> tuple[Any, Any]:
     """A pydantic (annotation, FieldInfo) pair for one ``JobSpec`` field: its type (a Literal
-    for choices), default, description, bounds and extra rule, all read from the field."""
+    for choices), default, description, bounds and extra rule, all read from the field.
+    ``optional``: left out by default (an override: ``JobOverrides``)."""
     annotation: Any = Literal[f.choices] if f.choices else f.type
     if f.option.check is not None:
         annotation = Annotated[annotation, AfterValidator(_as_validation(f.option.check))]
-    if f.nullable:  # null (or left out): resolved where the spec is made (``JobSpec``)
+    if f.nullable or optional:  # null (or left out): resolved where the spec is made
         annotation = annotation | None
     extra: dict[str, Any] = dict(_JOB_SCHEMA_EXTRA.get(f.name, {}))
     if f.option.pattern:
@@ -254,7 +258,8 @@ def _job_field(f: JobField) -> tuple[Any, Any]:
     if f.type is float:
         number["allow_inf_nan"] = False
     description = f.help[0].upper() + f.help[1:] + "."  # a sentence, as the other fields'
-    info = Field(f.default, description=description, json_schema_extra=extra or None, **number)
+    default = None if optional else f.default
+    info = Field(default, description=description, json_schema_extra=extra or None, **number)
     return annotation, info
 
 
@@ -302,6 +307,112 @@ class Job(_JobFields):
                 check_protocol_kind(protocol, value)  # the queue program's own rule
             except ValueError as exc:
                 raise fail(str(exc)) from None
+        return value
+
+
+_JobOverrideFields: type[_Model] = create_model(
+    "_JobOverrideFields",
+    __base__=_Model,
+    __module__=__name__,
+    **{f.name: _job_field(f, optional=True) for f in job_fields()},
+)
+
+
+class JobOverrides(_JobOverrideFields):
+    """Some fields of the job, for one chaos run: the others are the file's ``job``."""
+
+    def given(self) -> dict[str, Any]:
+        """The fields written in the file (``size: null`` too: the kind's own default)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+ScenarioName = Literal[SCENARIO_NAMES]  # type: ignore[valid-type]
+
+
+def _check_rate(value: str) -> str:
+    if not re.match(RATE_PATTERN, value):
+        raise fail(
+            f"{value!r} is not a rate: write a whole number of bits per second with tc's unit "
+            "bit, kbit, mbit or gbit, no space ('64kbit', '1mbit')"
+        )
+    return value
+
+
+Rate = Annotated[
+    str, AfterValidator(_check_rate), Field(json_schema_extra={"pattern": RATE_PATTERN})
+]
+
+
+class ChaosEntry(_Model):
+    """A chaos scenario `orchestrate chaos` runs: one job, a fault injected while it runs,
+    and the verdict (what was lost, how long the cluster took to recover)."""
+
+    scenario: ScenarioName = Field(  # type: ignore[valid-type]
+        description="The scenario: "
+        + "; ".join(f"'{s.name}': {s.summary}" for s in SCENARIOS.values())
+        + "."
+    )
+    target: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        description="What the fault hits: a worker by its container name, with or without "
+        "the cluster's name in front ('alpha-0'); for 'scale', a worker group. Default: the "
+        "first worker (the first group).",
+    )
+    at: float | None = Field(
+        None,
+        gt=0,
+        le=CHAOS_MAX_SECONDS,
+        allow_inf_nan=False,
+        description=f"Seconds after the job started when the fault is injected (default "
+        f"{CHAOS_DEFAULT_AT:g}).",
+    )
+    for_: float | None = Field(
+        None,
+        alias="for",
+        gt=0,
+        le=CHAOS_MAX_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds the fault lasts before it is healed. Default: past the job's "
+        "lease (lease_seconds + 2) for a fault a lease outlives ('pause-worker', "
+        "'partition', 'blackhole'), else the scenario's own (3 to 5 s).",
+    )
+    rate: Rate | None = Field(
+        None,
+        description=f"slow-link: what the worker may send, in tc's units ('64kbit', "
+        f"'1mbit'; default {DEFAULT_RATE}).",
+    )
+    delay: float | None = Field(
+        None,
+        ge=0,
+        le=60000,
+        allow_inf_nan=False,
+        description="slow-link: milliseconds added to every packet the worker sends (needs "
+        "the netem qdisc: refused where the kernel lacks it).",
+    )
+    loss: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="slow-link: percent of the packets the worker sends that are dropped "
+        "(needs netem).",
+    )
+    job: JobOverrides | None = Field(
+        None,
+        description="Job fields for this run (e.g. protocol: classic); the others are the "
+        "file's job. Flags of `orchestrate chaos` go over both.",
+    )
+
+    @field_validator("rate", "delay", "loss")
+    @classmethod
+    def _only_for_its_scenario(cls, value: Any, info: ValidationInfo) -> Any:
+        scenario = info.data.get("scenario")  # absent if it was itself invalid
+        if value is not None and scenario is not None:
+            option = str(info.field_name)
+            if option not in SCENARIOS[scenario].options:
+                takers = [s.name for s in SCENARIOS.values() if option in s.options]
+                raise fail(f"{option} is an option of {', '.join(takers)}, not of {scenario}")
         return value
 
 
@@ -364,6 +475,11 @@ class Cluster(_Model):
     job: Job = Field(default_factory=Job, description="The job to run.")
     images: Images = Field(default_factory=Images, description="Container images.")
     auth: Auth = Field(default_factory=Auth, description="Manager authentication.")
+    chaos: list[ChaosEntry] = Field(
+        default_factory=list,
+        description="Chaos scenarios: `orchestrate chaos` with no scenario named runs these, "
+        "one job each, in order, and prints one verdict table.",
+    )
     #: Where the cluster was read from (set by the loader), so that a check made later, with
     #: the engine at hand, can still name ``file:line:col``. Equal for every source: where a
     #: cluster was read from is not part of what it is.

@@ -142,3 +142,9 @@ def unreachable(engine: None, request: pytest.FixtureRequest, state_dir: Path) -
     yield from bring_up(
         request, TOPOLOGIES / "unreachable-worker.yaml", state_dir, "--ready-timeout", "15"
     )
+
+
+@pytest.fixture(scope="session")
+def chaos_cluster(engine: None, request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Up]:
+    """The chaos scenarios' cluster, up with no job: each scenario runs its own."""
+    yield from bring_up(request, TOPOLOGIES / "chaos.yaml", state_dir, "--no-job")

@@ -145,6 +145,28 @@ def test_encrypted_overlays_are_refused_without_esp(swarm: Swarm, tmp_path: Path
             assert not client.api.services(filters=flt) and not client.api.secrets(filters=flt)
 
 
+def test_chaos_kills_and_freezes_a_worker_on_its_node_and_refuses_the_rest(swarm: Swarm) -> None:
+    """kill-worker (SIGKILL by the worker's node's engine, and Swarm's new task in its slot)
+    and pause-worker on the swarm: nothing lost. What the swarm backend does not do (taking
+    a task off an overlay) is refused with the reason, exit 2, no job run."""
+    job = ["--kind", "io", "--size", "50", "--tasks", "20000", "--lease-seconds", "2"]
+    done = {}
+    for scenario in ("kill-worker", "pause-worker"):
+        res = swarm.cli("chaos", "-f", str(swarm.file), scenario, *job, "--json", timeout=600)
+        assert res.returncode == 0, res.stderr[-4000:]
+        [v] = done[scenario] = json.loads(res.stdout)["verdicts"]
+        assert v["status"] == "pass" and v["tasks"]["lost"] == 0, (v["reason"], v["steps"])
+        assert v["tasks"]["ok"] == 20000 and v["healed_at"] > v["injected_at"] > 0
+        print(f"swarm {scenario}: {v['steps']}; recovery {v['recovery']['note']}")
+    assert "s killed e2e-swarm-alpha-1 (SIGKILL) holding" in done["kill-worker"]["steps"][0]
+    assert "s froze e2e-swarm-alpha-1 holding" in done["pause-worker"]["steps"][0]
+    res = swarm.cli("chaos", "-f", str(swarm.file), "partition")
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "partition is not supported on the swarm backend" in res.stderr
+    assert "cannot be disconnected from an overlay network" in res.stderr
+    assert "running the job" not in res.stderr
+
+
 def test_a_machine_lost_mid_job_loses_no_task(swarm: Swarm) -> None:
     """SIGKILL a worker machine (its test bed container) while a job runs: Swarm reschedules
     its tasks on the machine left, the leases they held expire, and the job ends with every

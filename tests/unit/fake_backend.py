@@ -13,7 +13,10 @@ as they would a real cluster's.
 
 What it cannot do, a test sets: ``kill(name)`` stops a container (its worker stops
 answering: its leased tasks expire and are re-run, as on a real cluster); ``refuse`` makes
-``create`` raise the engine's refusal for one object, after creating what came before it.
+``create`` raise the engine's refusal for one object, after creating what came before it;
+``round_delay`` makes a job last (seconds per round of leases), so that a chaos scenario can
+strike while it runs. ``faults()`` is a ``FakeFaults``: it logs what a scenario did, changes
+the containers' states as the engine would, and reports the kernel features a test gives.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +48,7 @@ from orchestrate.backends.base import (
     NetworkInfo,
     NodeInfo,
 )
+from orchestrate.backends.faults import IPTABLES, NETEM, OPERATIONS, TBF, Faults
 from orchestrate.events import Events
 from orchestrate.model import Cluster
 
@@ -90,7 +95,10 @@ class FakeBackend(Backend):
         memory: int = 8 * GIB,
         refuse: tuple[str, str] | None = None,
         place: Callable[[str], str] | None = None,
+        round_delay: float = 0.0,
     ) -> None:
+        self.round_delay = round_delay
+        self.fake_faults: FakeFaults | None = None  # made by faults(), for tests to read
         self.nodes = nodes
         self.place = place  # container name -> node; by default the nodes in turn
         self.limits = EngineLimits(cpus=cpus, memory=memory)
@@ -341,12 +349,18 @@ class FakeBackend(Backend):
         spec = make_spec({name: getattr(args, name) for name in _spec_fields()})
         payloads = kinds.make_payloads(spec.kind, spec.tasks, spec.size, spec.seed)
         job = Ledger(f"fake-{len(self.reports) + 1}", spec, payloads)
-        workers = self._connected(cluster_name, master)
-        shared = [sorted(set(w.networks) & set(master.networks))[0] for w in workers]
+        seen: dict[str, tuple[int, FakeObject, str]] = {}  # worker -> (index, it, network)
         rounds = 0
-        while workers and not job.done and rounds < 10 * spec.tasks + 10:
+        while not job.done and rounds < 10 * spec.tasks + 10:
             rounds += 1
-            for index, (w, net) in enumerate(zip(workers, shared, strict=True)):
+            time.sleep(self.round_delay)
+            # who answers now: one killed, frozen or removed since stops; one added starts
+            workers = self._connected(cluster_name, master)
+            if not workers:
+                break
+            for w in workers:
+                net = sorted(set(w.networks) & set(master.networks))[0]
+                index, _, _ = seen.setdefault(w.name, (len(seen), w, net))
                 lease = job.lease(index, spec.batch, len(workers))
                 if lease is None:
                     continue
@@ -362,9 +376,83 @@ class FakeBackend(Backend):
             job.stop("no worker connected")
         identities = [
             _Rec(w.name, {"name": w.name, "local_ip": w.addresses[net], "netns": w.sandbox})
-            for w, net in zip(workers, shared, strict=True)
+            for _, w, net in sorted(seen.values(), key=lambda x: x[0])
         ]
         return build(job, identities, {"netns": master.sandbox})
+
+    def faults(self, cluster_name: str, run: str) -> Faults:
+        if self.fake_faults is None:
+            self.fake_faults = FakeFaults(self)
+        return self.fake_faults
+
+
+NO_NETEM = "Error: Specified qdisc kind is unknown."
+
+
+class FakeFaults(Faults):
+    """Faults on the fake engine: each one logged in ``log`` as ``(operation, container,
+    detail)``; a killed or frozen worker stops answering (``FakeBackend._run_job`` skips it).
+    ``kernel`` is what ``kernel_features`` reports (default: this machine's, no netem);
+    ``operations`` narrows what it offers; ``fail`` names an operation that fails."""
+
+    backend = "fake"
+    operations: frozenset[str] = frozenset(OPERATIONS)  # type: ignore[misc]
+    missing = {op: f"the fake does not {op}" for op in OPERATIONS}
+
+    def __init__(self, fake: FakeBackend) -> None:
+        self.fake = fake
+        self.log: list[tuple[str, ...]] = []
+        self.kernel = {TBF: "", NETEM: NO_NETEM, IPTABLES: ""}
+        self.fail = ""
+
+    def _do(self, op: str, c: ContainerInfo, detail: str = "", state: str = "") -> None:
+        self.log.append((op, c.name, detail))
+        if op == self.fail:
+            raise EngineError(f"the fake engine refused to {op} {c.name}")
+        if state:
+            self.fake.objects[c.name].state = state
+
+    def kill(self, c: ContainerInfo) -> None:
+        self._do("kill", c, state="exited")
+
+    def restart(self, c: ContainerInfo) -> None:
+        self._do("restart", c, state="running")
+
+    def freeze(self, c: ContainerInfo) -> None:
+        self._do("freeze", c, state="paused")
+
+    def thaw(self, c: ContainerInfo) -> None:
+        self._do("thaw", c, state="running")
+
+    def disconnect(self, c: ContainerInfo, network: NetworkInfo) -> None:
+        self._do("disconnect", c, network.name)
+
+    def reconnect(self, c: ContainerInfo, network: NetworkInfo, address: str) -> None:
+        self._do("reconnect", c, f"{network.name} {address}")
+
+    def in_netns(self, c: ContainerInfo, argv: list[str], events: Events) -> ExecResult:
+        self._do("netns", c, " ".join(argv[3:]))
+        return ExecResult(0, "eth0\n", "")
+
+    def kernel_features(self, events: Events) -> dict[str, str]:
+        self.log.append(("probe", "", ""))
+        return dict(self.kernel)
+
+    def add_worker(self, cluster: Cluster, group: str) -> ContainerInfo:
+        g = cluster.group(group)
+        name = cluster.container_name(group, g.count)
+        self.log.append(("add-worker", name, group))
+        self.fake._container(
+            cluster, name, g.networks,
+            labels.for_cluster(cluster.name, "chaos", labels.ROLE_WORKER, group=group,
+                               index=str(g.count)),
+            ["worker", "--name", name],
+        )  # fmt: skip
+        return next(w for w in self.fake.inventory(cluster.name).workers if w.name == name)
+
+    def remove_worker(self, c: ContainerInfo, grace: float) -> None:
+        self._do("remove-worker", c)
+        del self.fake.objects[c.name]
 
 
 def _spec_fields() -> list[str]:

@@ -42,8 +42,14 @@ from ..base import (
 )
 from ..docker_errors import engine_call
 from ..docker_local import DockerBackend, exec_in, free_probe_subnet, probe_ipam
+from ..faults import Faults
 from . import specs
 
+#: An ssh channel the node refused (sshd serves 10 sessions per connection by default, and
+#: the SDK opens one per API connection, ``docker system dial-stdio``; a hijacked exec's
+#: lingers a moment): tried again, as no byte went over it. ``status`` asked while a job
+#: streamed from the master's node was refused 4 times in 40 (a chaos scenario does so).
+CHANNEL_TRIES = 5
 #: Bounds on waiting for Swarm (it converges asynchronously).
 REMOVE_WAIT = 60.0
 PROBE_WAIT = 90.0
@@ -411,11 +417,26 @@ class SwarmBackend(Backend):
     ) -> ExecResult:
         """In the master's container, on the node its task runs on, reaching it on 127.0.0.1
         (its port is published nowhere)."""
-        with engine_call("run a command in", f"the master of cluster {cluster_name!r}"):
-            host, container = self._running_task(cluster_name, f"{cluster_name}-master")
-            port = self._master_port(cluster_name)
-            argv = with_master(argv, f"127.0.0.1:{port}")
-            return exec_in(self.engine(host), container, argv, on_stderr_line)
+        for attempt in range(1, CHANNEL_TRIES + 1):
+            with engine_call("run a command in", f"the master of cluster {cluster_name!r}"):
+                try:
+                    host, container = self._running_task(cluster_name, f"{cluster_name}-master")
+                    port = self._master_port(cluster_name)
+                    full = with_master(argv, f"127.0.0.1:{port}")
+                    return exec_in(self.engine(host), container, full, on_stderr_line)
+                except paramiko.ChannelException as exc:
+                    if attempt == CHANNEL_TRIES:
+                        raise EngineError(
+                            f"the master's node refused an ssh channel {CHANNEL_TRIES} times: "
+                            f"{exc} (its sshd's MaxSessions?)"
+                        ) from None
+            time.sleep(POLL * attempt)
+        raise AssertionError("unreachable")
+
+    def faults(self, cluster_name: str, run: str) -> Faults:
+        from .faults import SwarmFaults
+
+        return SwarmFaults(self, cluster_name, run)
 
     def _master_port(self, cluster_name: str) -> str:
         services = self.manager.api.services(filters={"name": f"{cluster_name}-master"})
