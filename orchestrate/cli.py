@@ -262,8 +262,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     from .events import NullEvents
 
     name, backend = _named(args)
-    removed = backend.sweep(name, NullEvents())
-    print(f"cluster {name!r}: removed {plural(removed, 'object')}", file=sys.stderr)
+    removed = backend.sweep(name, NullEvents(), keep_data=args.keep_data)
+    kept = " (its journal kept: the next `up` replays it)" if args.keep_data else ""
+    print(f"cluster {name!r}: removed {plural(removed, 'object')}{kept}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -353,8 +354,10 @@ def cmd_job(args: argparse.Namespace) -> int:
     """Run another job on the running cluster; blocks until it ends."""
     cluster = _load(args)
     overrides = _job_overrides(args, cluster)
+    if args.attach and overrides:
+        raise UsageError("--attach follows a job already submitted: it takes no job fields")
     runner = _runner(args, cluster)
-    outcome = runner.job(overrides, timeout=args.job_timeout)
+    outcome = runner.job(overrides, timeout=args.job_timeout, attach=args.attach)
     return _finish(args, runner, outcome, "job")
 
 
@@ -551,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("down", help="remove the cluster's containers and networks")
     _add_file_option(p)
     p.add_argument("--name", help="cluster name (default: from the file)")
+    p.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the master's journal volume (the next `up` replays it)",
+    )
     p.set_defaults(func=cmd_down)
 
     p = commands.add_parser("status", help="show what runs: networks, master, workers")
@@ -570,6 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_file_option(p)
     _add_job_overrides(p)
     p.add_argument("--job-timeout", type=float, default=900.0, metavar="S")
+    p.add_argument(
+        "--attach",
+        metavar="ID",
+        help="follow the job ID (already on the master, say after a restart) instead of "
+        "submitting one",
+    )
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.set_defaults(func=cmd_job)
 
@@ -586,8 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scenario",
         nargs="?",
         metavar="SCENARIO",
-        help="kill-worker, pause-worker, partition, blackhole, slow-link or scale (--list "
-        "says what each does); none: the file's chaos: list",
+        help="kill-worker, pause-worker, partition, blackhole, slow-link, restart-master or "
+        "scale (--list says what each does); none: the file's chaos: list",
     )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--target", help="the worker (alpha-0), or for scale the group")

@@ -21,6 +21,7 @@ from distproc.text import plural
 from . import checks as e2e
 from .backends.base import Backend, Images, Inventory
 from .events import Events
+from .follow import JobFollower, JobLost, has_report
 from .model import Cluster, ConfigError, OrchestrateError
 from .preflight import resource_problems
 from .state import ensure_authkey, save_report
@@ -64,6 +65,8 @@ class Outcome:
     run: str = ""  # the id of the ``up`` that made the containers (their RUN label)
     #: a job ran in this command: its line and table are shown (``check`` may only read one)
     job_ran: bool = False
+    #: what each restart of the master during the job did with it (``follow``)
+    restarts: list[str] = field(default_factory=list)
 
     @property
     def report(self) -> dict[str, Any] | None:
@@ -82,6 +85,7 @@ class Outcome:
         self.inventory = other.inventory
         self.run = self.run or other.run
         self.job_ran = self.job_ran or other.job_ran
+        self.restarts += other.restarts
 
     def failed(self) -> list[str]:
         return [c["name"] for c in self.checks if not c["ok"]]
@@ -112,6 +116,7 @@ class Outcome:
             "checks": self.checks,
             "summary": self.rows(),
             "report": self.report,
+            "restarts": self.restarts,
             "status": self.inventory.as_status() if self.inventory else None,
         }
 
@@ -185,7 +190,7 @@ class ClusterRun:
         keyfile = ensure_authkey(c, self.config_dir)
         ev.step("preparing images")
         self.images = self.backend.build_images(c, ev)
-        removed = self.backend.sweep(c.name, ev)
+        removed = self.backend.sweep(c.name, ev, keep_data=True)  # a kept journal is replayed
         if removed:
             ev.info(f"removed {plural(removed, 'object')} left by an earlier run of {c.name!r}")
         run = secrets.token_hex(4)
@@ -267,26 +272,40 @@ class ClusterRun:
         return inv
 
     # -- jobs --------------------------------------------------------------------------------
-    def job(self, overrides: dict[str, Any] | None = None, timeout: float = 900.0) -> Outcome:
-        """Run a job on the running cluster, follow it, and check its report.
+    def job(
+        self,
+        overrides: dict[str, Any] | None = None,
+        timeout: float = 900.0,
+        attach: str | None = None,
+    ) -> Outcome:
+        """Run a job on the running cluster (or, with ``attach``, the job of that id already
+        there), follow it through restarts of the master (``follow``), and check its report.
 
         Every field of the spec goes on the command line, even at its default: the master
         container never fills one in on its own.
         """
         spec = {**self.cluster.job.spec(), **(overrides or {})}
         before = self.running()
-        self.events.step(
-            f"running the job: {plural(spec['tasks'], spec['kind'] + ' task')} ({spec['protocol']})"
-        )
-        argv = ["submit", "--progress", "json"]
-        argv += ["--timeout", str(timeout), *spec_argv(spec)]
+        follower = JobFollower(self.cluster, self.backend, self.events, self._on_job_line)
         try:
-            res = self.backend.control(self.cluster.name, argv, self._on_job_line)
+            if attach is not None:
+                self.events.step(f"following job {attach}")
+                followed = follower.attach(attach, timeout)
+            else:
+                self.events.step(
+                    f"running the job: {plural(spec['tasks'], spec['kind'] + ' task')} "
+                    f"({spec['protocol']})"
+                )
+                argv = ["submit", "--progress", "json", "--timeout", str(timeout)]
+                followed = follower.run([*argv, *spec_argv(spec)], timeout)
         except KeyboardInterrupt:  # don't leave the job running on the master
             self.events.warn("interrupted: cancelling the job on the master")
-            self.backend.control(self.cluster.name, ["cancel"])
+            self.backend.control(self.cluster.name, ["cancel", *_job_arg(follower.job_id)])
             raise
-        if res.exit_code not in (0, 3) or not res.stdout.strip():
+        except JobLost as exc:
+            raise JobFailed(str(exc)) from None
+        res = followed.result
+        if not has_report(res):
             raise JobFailed(
                 f"the job did not run (exit {res.exit_code}): {_last_lines(res.stderr)}"
             )
@@ -295,7 +314,8 @@ class ClusterRun:
         # a worker that stopped during the job keeps the addresses its results came from
         inv = self.backend.inventory(self.cluster.name).remember(before)
         checks = e2e.job_checks(report, inv, self.backend.worker_names(self.cluster))
-        return Outcome(checks, report, inv, run=inv.run or before.run, job_ran=True)
+        return Outcome(checks, report, inv, run=inv.run or before.run, job_ran=True,
+                       restarts=followed.restarts)  # fmt: skip
 
     def _on_job_line(self, line: str) -> None:
         if line.startswith('{"progress"'):
@@ -341,9 +361,10 @@ class ClusterRun:
         return out
 
     # -- teardown --------------------------------------------------------------------------
-    def down(self) -> int:
-        """Remove every labelled object of the cluster; idempotent."""
-        return self.backend.sweep(self.cluster.name, self.events)
+    def down(self, keep_data: bool = False) -> int:
+        """Remove every labelled object of the cluster (but its journal, with ``keep_data``);
+        idempotent."""
+        return self.backend.sweep(self.cluster.name, self.events, keep_data=keep_data)
 
     def run(self, test: Callable[[ClusterRun], T], **up_args: Any) -> T:
         """Start, test, stop: ``up`` (no job), ``test(self)``, then ``down`` whatever happens.
@@ -358,6 +379,10 @@ class ClusterRun:
             return test(self)
         finally:
             self.down()
+
+
+def _job_arg(job_id: str | None) -> list[str]:
+    return ["--job", job_id] if job_id else []
 
 
 def _last_lines(text: str, n: int = 5) -> str:

@@ -13,7 +13,7 @@ MANAGED = f"{PREFIX}.managed"
 CLUSTER = f"{PREFIX}.cluster"
 #: The id of the ``up`` that created the object.
 RUN = f"{PREFIX}.run"
-#: master, worker, probe, network, secret, image or base-image.
+#: master, worker, probe, network, secret, journal, image or base-image (the ROLE_* below).
 ROLE = f"{PREFIX}.role"
 #: A worker's group name.
 GROUP = f"{PREFIX}.group"
@@ -59,6 +59,8 @@ ROLE_NETWORK = "network"
 ROLE_IMAGE = "image"
 ROLE_BASE = "base-image"
 ROLE_SECRET = "secret"
+#: the master's journal volume (``down`` removes it, ``down --keep-data`` keeps it)
+ROLE_JOURNAL = "journal"
 ROLE_CHAOS = "chaos-helper"
 ROLE_CHAOS_IMAGE = "chaos-image"
 ROLE_TESTBED_MACHINE = "testbed-machine"

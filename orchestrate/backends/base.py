@@ -214,9 +214,13 @@ class Backend(ABC):
         engine error halfway through ``create``."""
 
     @abstractmethod
-    def sweep(self, cluster_name: str, events: Events, run: str | None = None) -> int:
+    def sweep(
+        self, cluster_name: str, events: Events, run: str | None = None, keep_data: bool = False
+    ) -> int:
         """Remove every object labelled with the cluster (idempotent); returns how many.
-        With ``run``, only the objects that run created: a failed ``up`` rolls itself back."""
+        With ``run``, only the objects that run created: a failed ``up`` rolls itself back.
+        ``keep_data`` keeps the master's journal volume (``down --keep-data``, and ``up``'s
+        sweep of leftovers: a journal kept on purpose is replayed by the next master)."""
 
     @abstractmethod
     def create(
@@ -274,6 +278,26 @@ class Backend(ABC):
         """What chaos scenarios may do to the cluster's containers here (``faults.Faults``);
         what it makes is labelled with the cluster and the chaos run ``run``."""
         raise EngineError(f"the {self.kind} backend injects no faults")
+
+
+#: Where the master keeps its journal, on a volume of its own (``journal_volume``): the
+#: image makes the directory writable by any uid (the containers run as the caller's).
+JOURNAL_DIR = "/var/lib/distproc"
+JOURNAL_PATH = f"{JOURNAL_DIR}/journal.sqlite"
+
+
+def journal_volume(cluster_name: str) -> str:
+    """The name of the master's journal volume (labelled with the cluster, like the rest)."""
+    return f"{cluster_name}-journal"
+
+
+def master_command(cluster: Cluster) -> list[str]:
+    """The master's command line, on every backend: its port, and its journal unless the
+    file turns it off (``master.journal: false``)."""
+    argv = ["master", "--host", "0.0.0.0", "--port", str(cluster.master.port)]
+    if cluster.master.journal:
+        argv += ["--journal", JOURNAL_PATH]
+    return argv
 
 
 def with_master(argv: list[str], address: str) -> list[str]:

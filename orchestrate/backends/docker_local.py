@@ -24,6 +24,7 @@ from ..events import Events
 from ..model import Cluster, WorkerGroup, WorkerSlot
 from ..state import KEY_IN_CONTAINER, container_user
 from .base import (
+    JOURNAL_DIR,
     Backend,
     ContainerInfo,
     EngineError,
@@ -33,6 +34,8 @@ from .base import (
     Inventory,
     NetworkInfo,
     NodeInfo,
+    journal_volume,
+    master_command,
     with_master,
 )
 from .docker_errors import SubnetHolder, engine_call, overlapping
@@ -45,6 +48,8 @@ NETWORK_DRIVER = "bridge"
 #: Addresses for throwaway probe networks: inside 198.18.0.0/15, from the top down.
 PROBE_RANGE = ipaddress.ip_network("198.19.240.0/20")
 START_THREADS = 8
+#: How often the engine starts a master that died on its own again, at most.
+MASTER_RESTARTS = 5
 
 
 def connect_engine() -> docker.DockerClient:
@@ -134,7 +139,9 @@ class DockerBackend(Backend):
         )
 
     # -- teardown --------------------------------------------------------------------------
-    def sweep(self, cluster_name: str, events: Events, run: str | None = None) -> int:
+    def sweep(
+        self, cluster_name: str, events: Events, run: str | None = None, keep_data: bool = False
+    ) -> int:
         flt = labels.cluster_filter(cluster_name)
         if run is not None:
             flt["label"].append(f"{labels.RUN}={run}")
@@ -146,6 +153,11 @@ class DockerBackend(Backend):
                     removed += 1
             for net in self.client.networks.list(filters=flt):
                 removed += remove_network(net)
+            if not keep_data:  # after the containers: a volume in use cannot go
+                for volume in self.client.volumes.list(filters=flt):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        volume.remove()
+                        removed += 1
         return removed
 
     @staticmethod
@@ -188,7 +200,7 @@ class DockerBackend(Backend):
             cluster,
             cluster.master_name,
             images.master,
-            ["master", "--host", "0.0.0.0", "--port", str(cluster.master.port)],
+            master_command(cluster),
             cluster.master.networks,
             cluster.master.resources,
             authkey,
@@ -201,6 +213,10 @@ class DockerBackend(Backend):
                 image=images.master,
                 worker_image=images.worker,
             ),
+            mounts=self._journal_mounts(cluster, run, events),
+            # a master that dies on its own (OOM, a crash) comes back and replays its
+            # journal; one stopped or killed through the engine stays down (Docker's rule)
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": MASTER_RESTARTS},
         )
         slots = list(cluster.iter_workers())
         events.step(f"starting {plural(len(slots), 'worker')}")
@@ -243,6 +259,27 @@ class DockerBackend(Backend):
             ),
         )
 
+    def _journal_mounts(self, cluster: Cluster, run: str, events: Events) -> list[Mount]:
+        """The master's journal volume, made (labelled) or found kept from an earlier run;
+        none when the file turns the journal off."""
+        if not cluster.master.journal:
+            return []
+        name = journal_volume(cluster.name)
+        with engine_call("create volume", name):
+            try:
+                kept = self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                kept = None
+            if kept is None:
+                self.client.volumes.create(
+                    name, labels=labels.for_cluster(cluster.name, run, labels.ROLE_JOURNAL)
+                )
+        events.info(
+            f"journal volume {name}"
+            + (" (kept by `down --keep-data`: the master replays it)" if kept else "")
+        )
+        return [Mount(JOURNAL_DIR, name, type="volume")]
+
     def faults(self, cluster_name: str, run: str) -> Faults:
         from .docker_faults import DockerFaults
 
@@ -258,8 +295,12 @@ class DockerBackend(Backend):
         resources: Any,
         keyfile: Path,
         object_labels: dict[str, str],
+        mounts: list[Mount] | None = None,
+        restart_policy: dict[str, Any] | None = None,
     ) -> None:
         first, *rest = [_network_name(cluster.name, n) for n in networks]
+        hardening = _hardening(resources, keyfile)
+        hardening["mounts"] = [*hardening.get("mounts", []), *(mounts or [])]
         with engine_call("create container", name):
             container = self.client.containers.create(
                 image,
@@ -269,7 +310,8 @@ class DockerBackend(Backend):
                 labels=object_labels,
                 detach=True,
                 network=first,
-                **_hardening(resources, keyfile),
+                restart_policy=restart_policy,
+                **hardening,
             )
         for net in rest:
             with engine_call(f"attach network {net} to container", name):

@@ -5,9 +5,9 @@ the names here are exactly the model's. A scenario says which operations of the 
 ``Faults`` it uses (``uses``: a backend without them refuses it before anything runs) and
 which kernel features (``needs``: probed once per run, refused where missing). It acts only
 through ``Faults`` and the master's ``status``, so it runs on any backend that offers what
-it uses. ``restart-master`` slots in the same way: a class with ``name = "restart-master"``,
-``uses = {KILL, RESTART}``, acting on ``Target.container`` (the master's, for a spec whose
-target is ``"master"``).
+it uses. ``restart-master`` acts on ``Target.container``, the master's (its spec's target
+is ``"master"``); the job's own command follows the job through the restart
+(``orchestrate.follow``).
 
 Killing and freezing aim at a worker that holds tasks: a fault on a worker that holds
 nothing tests nothing, and a classic worker holds its one task only about half the time
@@ -364,6 +364,22 @@ class SlowLink(Scenario):
         c = _container(target)
         _in_netns(ctx, c, UNSHAPE_SCRIPT, *injected.state["devs"], what="deleting the qdisc")
         return f"lifted the rate limit on {c.name}"
+
+
+@implements
+class RestartMaster(Scenario):
+    name = "restart-master"
+    uses = frozenset({KILL, RESTART})
+
+    def inject(self, ctx: Context, target: Target) -> Injected:
+        c = _container(target)
+        ctx.faults.kill(c)
+        return Injected(f"killed the master {c.name} (SIGKILL)")
+
+    def heal(self, ctx: Context, target: Target, injected: Injected) -> str:
+        c = _container(target)
+        ctx.faults.restart(c)
+        return f"started the master {c.name} again"
 
 
 @implements

@@ -3,7 +3,7 @@ options and defaults. The ``chaos:`` list of cluster.yaml (``topology.ChaosEntry
 ``orchestrate chaos`` read them from here; ``orchestrate.chaos.scenarios`` implements each
 name (a test checks that every name has one implementation, and no other exists). No Docker.
 
-To add a scenario (``restart-master`` comes next): a ``ScenarioSpec`` here, an implementation
+To add a scenario: a ``ScenarioSpec`` here, an implementation
 registered under the same name in ``orchestrate.chaos.scenarios``, then
 ``orchestrate schema --write`` (the name is in the schema's enum).
 """
@@ -83,6 +83,13 @@ SCENARIOS: dict[str, ScenarioSpec] = {
             "netem, refused where the kernel lacks it",
             options=("rate", "delay", "loss"),
             default_for=5.0,
+        ),
+        ScenarioSpec(
+            "restart-master",
+            "SIGKILL the master mid-job, start it again after `for` seconds: it replays its "
+            "journal and the job goes on under its id (master.journal: false loses the job)",
+            target="master",
+            default_for=2.0,
         ),
         ScenarioSpec(
             "scale",

@@ -224,6 +224,12 @@ class Master(_Model):
     placement: Placement | None = Field(
         None, description=PLACEMENT_HELP + " Default: the first manager in hosts."
     )
+    journal: bool = Field(
+        True,
+        description="Keep a journal (sqlite, on a volume of the cluster's) that a restarted "
+        "master replays: a running job goes on. false: a master that dies loses its job "
+        "(for speed comparisons). `down` removes the journal, `down --keep-data` keeps it.",
+    )
 
 
 class WorkerGroup(_Model):

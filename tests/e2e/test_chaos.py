@@ -144,3 +144,61 @@ def test_what_the_kernel_lacks_is_refused_with_nothing_run(chaos_cluster: Up) ->
     assert "running the job" not in res.stderr
     after = chaos_cluster.cli("status", "-f", str(chaos_cluster.file), "--json")
     assert json.loads(after.stdout)["workers"] == json.loads(before.stdout)["workers"]
+
+
+def test_restart_master_resumes_the_job_from_its_journal(chaos_cluster: Up) -> None:
+    """The master killed mid-job and started again: it replays its journal, the job's own
+    command follows the same job, nothing is lost; under classic, what workers held dies."""
+    code, [v], err = _chaos(chaos_cluster, "restart-master", "--at", "3")
+    assert code == 0, err[-3000:]
+    _none_lost(v, err)
+    assert v["steps"][0].endswith(f"killed the master {CLUSTER}-master (SIGKILL)"), v["steps"]
+    assert f"started the master {CLUSTER}-master again" in v["steps"][1]
+    said = [line for line in err.splitlines() if "master restarted at " in line]
+    assert said and f"resumed job {v['report']['job']['id']} from the journal: " in said[0], err
+    assert v["report"]["job"]["spec"]["tasks"] == v["tasks"]["submitted"]
+
+
+def _master() -> Any:
+    return docker.from_env().containers.get(f"{CLUSTER}-master")
+
+
+def test_a_master_that_crashes_comes_back_and_orchestrate_job_follows_it(chaos_cluster: Up) -> None:
+    """Not a chaos scenario: the master's process dies on its own (its init SIGKILLed from
+    the host, as the OOM killer would), the engine's restart policy starts it again, and
+    ``orchestrate job`` goes on with the same job to its real verdict."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from e2e_harness import REPO
+
+    env = dict(os.environ, DISTPROC_STATE_DIR=str(chaos_cluster.state))
+    job = subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", "job", "-f", str(chaos_cluster.file),
+         "--tasks", "6000", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    restarts = _master().attrs["RestartCount"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the job is well under way
+        res = DockerBackend().control(CLUSTER, ["status"])
+        status = json.loads(res.stdout) if res.exit_code == 0 else {}
+        if (status.get("job") or {}).get("done", 0) > 1500:
+            break
+        time.sleep(0.2)
+    master = _master()
+    mounts = {m["Destination"]: m for m in master.attrs["Mounts"]}
+    assert mounts["/var/lib/distproc"]["Name"] == f"{CLUSTER}-journal"
+    os.kill(master.attrs["State"]["Pid"], signal.SIGKILL)
+    out, err = job.communicate(timeout=RUN)
+    assert job.returncode == 0, err[-3000:]
+    assert _master().attrs["RestartCount"] == restarts + 1  # the engine, not us
+    doc = json.loads(out)
+    [said] = doc["restarts"]
+    assert said.startswith("master restarted at ") and "from the journal: " in said, err
+    t = doc["report"]["totals"]
+    assert (t["tasks"], t["ok"], t["lost"]) == (6000, 6000, 0), t
+    assert all(c["ok"] for c in doc["checks"]), doc["checks"]

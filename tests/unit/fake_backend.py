@@ -118,7 +118,9 @@ class FakeBackend(Backend):
     def engine_limits(self) -> EngineLimits:
         return self.limits
 
-    def sweep(self, cluster_name: str, events: Events, run: str | None = None) -> int:
+    def sweep(
+        self, cluster_name: str, events: Events, run: str | None = None, keep_data: bool = False
+    ) -> int:
         doomed = [
             o.name
             for o in self.objects.values()

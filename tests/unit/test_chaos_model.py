@@ -54,7 +54,7 @@ def test_a_chaos_list_loads_with_every_field() -> None:
     [
         ("chaos: [{scenario: kill}]",
          "c.yaml:7:20: chaos[0].scenario: must be 'kill-worker', 'pause-worker', 'partition', "
-         "'blackhole', 'slow-link' or 'scale', got 'kill'"),
+         "'blackhole', 'slow-link', 'restart-master' or 'scale', got 'kill'"),
         ("chaos: [{scenario: pause-worker, rate: 1mbit}]",
          "c.yaml:7:40: chaos[0].rate: rate is an option of slow-link, not of pause-worker"),
         ("chaos: [{scenario: slow-link, rate: 12mbps}]",

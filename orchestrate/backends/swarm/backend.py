@@ -230,9 +230,12 @@ class SwarmBackend(Backend):
         return specs.worker_names(cluster)
 
     # -- teardown ----------------------------------------------------------------------------
-    def sweep(self, cluster_name: str, events: Events, run: str | None = None) -> int:
-        """Services, then (once their tasks' containers are gone from every node) networks
-        and secrets. Bounded: a node that keeps a container past ``REMOVE_WAIT`` is named."""
+    def sweep(
+        self, cluster_name: str, events: Events, run: str | None = None, keep_data: bool = False
+    ) -> int:
+        """Services, then (once their tasks' containers are gone from every node) networks,
+        secrets and (unless ``keep_data``) the journal volume on every node. Bounded: a
+        node that keeps a container past ``REMOVE_WAIT`` is named."""
         flt = labels.cluster_filter(cluster_name)
         if run is not None:
             flt["label"].append(f"{labels.RUN}={run}")
@@ -251,6 +254,15 @@ class SwarmBackend(Backend):
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_secret(secret["ID"])
                     removed += 1
+        if not keep_data:
+            for host, client in list(self.answering()):
+                with engine_call(
+                    "remove", f"the volumes of cluster {cluster_name!r} on {host.name}"
+                ):
+                    for volume in client.volumes.list(filters=flt):
+                        with contextlib.suppress(docker.errors.NotFound):
+                            volume.remove()
+                            removed += 1
         return removed
 
     @staticmethod

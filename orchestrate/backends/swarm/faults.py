@@ -80,8 +80,9 @@ class SwarmFaults(Faults):
         while time.monotonic() < deadline:
             inv = self.owner.inventory(self.cluster_name)
             name = c.identity or c.name
+            slots = [*inv.workers, *([inv.master] if inv.master is not None else [])]
             if any((w.identity or w.name) == name and w.state == "running" and w.id != c.id
-                   for w in inv.workers):  # fmt: skip
+                   for w in slots):  # fmt: skip
                 return
             time.sleep(POLL)
         raise EngineError(f"Swarm did not run {c.name} again within {RESTART_WAIT:.0f}s")

@@ -9,6 +9,10 @@ constraints and service specs. Pure: nothing here talks to an engine (tests read
   name, which dnsrr resolves to the master task's own address.
 - The authkey is a Swarm secret, mounted read-only at ``/run/secrets/<file>`` for the
   containers' user only; the environment names that path, never the key.
+- The master's journal is a local volume on its node (``journal_volume``), made by Swarm
+  when the task starts there; the master is pinned to one node (the first manager by
+  default), so a restarted master finds it. A master placed on several hosts could start
+  again on another, with an empty journal.
 - Containers run as ``state.container_user()``, read-only, with every capability dropped
   and an init, as on the local backend.
 """
@@ -34,6 +38,7 @@ from ... import labels
 from ...model import Cluster, Host, WorkerGroup
 from ...model.topology import Resources as ResourceLimits
 from ...state import container_user
+from ..base import JOURNAL_DIR, journal_volume, master_command
 
 KEY_FILE_NAME = "distproc-authkey"
 KEY_IN_CONTAINER = f"/run/secrets/{KEY_FILE_NAME}"
@@ -155,8 +160,13 @@ def master_service(
     own = labels.for_cluster(
         cluster.name, run, labels.ROLE_MASTER, port=port, image=image, worker_image=worker_image
     )
-    args = ["master", "--host", "0.0.0.0", "--port", port]
-    container = _container(cluster, run, image, args, cluster.master_name, own, secret)
+    container = _container(cluster, run, image, master_command(cluster), cluster.master_name,
+                           own, secret)  # fmt: skip
+    if cluster.master.journal:  # a local volume on the master's node: pinned, it stays there
+        journal = labels.for_cluster(cluster.name, run, labels.ROLE_JOURNAL)
+        container["Mounts"].append(
+            Mount(JOURNAL_DIR, journal_volume(cluster.name), type="volume", labels=journal)
+        )
     return _service(
         cluster, cluster.master_name, container, cluster.master.resources,
         cluster.master.networks, network_ids, cluster.master_hosts(), 1, "any", own,
