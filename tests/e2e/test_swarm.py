@@ -146,12 +146,13 @@ def test_encrypted_overlays_are_refused_without_esp(swarm: Swarm, tmp_path: Path
 
 
 def test_chaos_kills_and_freezes_a_worker_on_its_node_and_refuses_the_rest(swarm: Swarm) -> None:
-    """kill-worker (SIGKILL by the worker's node's engine, and Swarm's new task in its slot)
-    and pause-worker on the swarm: nothing lost. What the swarm backend does not do (taking
+    """kill-worker (SIGKILL by the worker's node's engine, and Swarm's new task in its slot),
+    pause-worker and restart-master (the master's new task on its node finds its journal
+    volume there) on the swarm: nothing lost. What the swarm backend does not do (taking
     a task off an overlay) is refused with the reason, exit 2, no job run."""
     job = ["--kind", "io", "--size", "50", "--tasks", "20000", "--lease-seconds", "2"]
     done = {}
-    for scenario in ("kill-worker", "pause-worker"):
+    for scenario in ("kill-worker", "pause-worker", "restart-master"):
         res = swarm.cli("chaos", "-f", str(swarm.file), scenario, *job, "--json", timeout=600)
         assert res.returncode == 0, res.stderr[-4000:]
         [v] = done[scenario] = json.loads(res.stdout)["verdicts"]
@@ -160,6 +161,13 @@ def test_chaos_kills_and_freezes_a_worker_on_its_node_and_refuses_the_rest(swarm
         print(f"swarm {scenario}: {v['steps']}; recovery {v['recovery']['note']}")
     assert "s killed e2e-swarm-alpha-1 (SIGKILL) holding" in done["kill-worker"]["steps"][0]
     assert "s froze e2e-swarm-alpha-1 holding" in done["pause-worker"]["steps"][0]
+    # the master's new task ran on the same node, with its journal: the job went on
+    assert done["restart-master"]["steps"][0].endswith(
+        "killed the master e2e-swarm-master (SIGKILL)"
+    )
+    master_node = swarm.engines()["tb-1"]
+    [volume] = master_node.api.volumes(filters=labels.cluster_filter(NAME))["Volumes"]
+    assert volume["Name"] == f"{NAME}-journal", volume
     res = swarm.cli("chaos", "-f", str(swarm.file), "partition")
     assert res.returncode == 2, res.stderr[-3000:]
     assert "partition is not supported on the swarm backend" in res.stderr
