@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -48,6 +48,7 @@ NETWORK_DRIVER = "bridge"
 #: Addresses for throwaway probe networks: inside 198.18.0.0/15, from the top down.
 PROBE_RANGE = ipaddress.ip_network("198.19.240.0/20")
 START_THREADS = 8
+T = TypeVar("T")
 #: How often the engine starts a master that died on its own again, at most.
 MASTER_RESTARTS = 5
 
@@ -510,20 +511,31 @@ class DockerBackend(Backend):
             net.remove()
 
 
+def _once(call: Callable[[], T]) -> T:
+    return call()
+
+
 def exec_in(
     client: docker.DockerClient,
     container_id: str,
     argv: list[str],
     on_stderr_line: Callable[[str], None] | None = None,
+    each_call: Callable[[Callable[[], Any]], Any] = _once,
 ) -> ExecResult:
     """Run ``python -m distproc ARGV`` in a running container of ``client``'s engine, with
-    its stderr lines passed on as they come (a job's progress)."""
+    its stderr lines passed on as they come (a job's progress). Each of its three API calls
+    goes through ``each_call`` (the swarm backend tries a refused ssh channel again there:
+    a call whose channel was refused sent nothing, while running the whole command again
+    would submit a job twice)."""
     api = client.api
-    exec_id = api.exec_create(container_id, PROGRAM + argv, stdout=True, stderr=True)["Id"]
+    exec_id = each_call(
+        lambda: api.exec_create(container_id, PROGRAM + argv, stdout=True, stderr=True)
+    )["Id"]
     out: list[bytes] = []
     err: list[bytes] = []
     pending = b""
-    for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
+    stream = each_call(lambda: api.exec_start(exec_id, stream=True, demux=True))
+    for stdout, stderr in stream:
         if stdout:
             out.append(stdout)
         if stderr:
@@ -533,7 +545,7 @@ def exec_in(
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     on_stderr_line(line.decode(errors="replace"))
-    code = api.exec_inspect(exec_id)["ExitCode"]
+    code = each_call(lambda: api.exec_inspect(exec_id))["ExitCode"]
     return ExecResult(
         code if code is not None else 1,
         b"".join(out).decode(errors="replace"),

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -50,6 +50,7 @@ from . import specs
 #: lingers a moment): tried again, as no byte went over it. ``status`` asked while a job
 #: streamed from the master's node was refused 4 times in 40 (a chaos scenario does so).
 CHANNEL_TRIES = 5
+T = TypeVar("T")
 #: Bounds on waiting for Swarm (it converges asynchronously).
 REMOVE_WAIT = 60.0
 PROBE_WAIT = 90.0
@@ -429,19 +430,28 @@ class SwarmBackend(Backend):
     ) -> ExecResult:
         """In the master's container, on the node its task runs on, reaching it on 127.0.0.1
         (its port is published nowhere)."""
+        with engine_call("run a command in", f"the master of cluster {cluster_name!r}"):
+            host, container = self._channel(
+                lambda: self._running_task(cluster_name, f"{cluster_name}-master")
+            )
+            port = self._channel(lambda: self._master_port(cluster_name))
+            full = with_master(argv, f"127.0.0.1:{port}")
+            return exec_in(self.engine(host), container, full, on_stderr_line, self._channel)
+
+    @staticmethod
+    def _channel(call: Callable[[], T]) -> T:
+        """``call()``, tried again (``CHANNEL_TRIES`` in all) when the node refuses its ssh
+        channel: a refused channel carried no request, so trying again cannot do anything
+        twice (running a whole ``submit`` again would: a second job)."""
         for attempt in range(1, CHANNEL_TRIES + 1):
-            with engine_call("run a command in", f"the master of cluster {cluster_name!r}"):
-                try:
-                    host, container = self._running_task(cluster_name, f"{cluster_name}-master")
-                    port = self._master_port(cluster_name)
-                    full = with_master(argv, f"127.0.0.1:{port}")
-                    return exec_in(self.engine(host), container, full, on_stderr_line)
-                except paramiko.ChannelException as exc:
-                    if attempt == CHANNEL_TRIES:
-                        raise EngineError(
-                            f"the master's node refused an ssh channel {CHANNEL_TRIES} times: "
-                            f"{exc} (its sshd's MaxSessions?)"
-                        ) from None
+            try:
+                return call()
+            except paramiko.ChannelException as exc:
+                if attempt == CHANNEL_TRIES:
+                    raise EngineError(
+                        f"the master's node refused an ssh channel {CHANNEL_TRIES} times: "
+                        f"{exc} (its sshd's MaxSessions?)"
+                    ) from None
             time.sleep(POLL * attempt)
         raise AssertionError("unreachable")
 
