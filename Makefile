@@ -14,9 +14,11 @@ PYTEST_ARGS ?=
 ARGS   ?=
 # how many test machines `make testbed-up` makes (orchestrate testbed up --hosts)
 HOSTS  ?= 3
+# how long `make soak` starts jobs for (bench/soak.py --minutes)
+MINUTES ?= 10
 
 .PHONY: cluster-up cluster-down status logs job check chaos validate graph test test-unit e2e \
-        bench bench-quick lint readme testbed-up testbed-down dashboard vendor-js
+        bench bench-quick soak lint readme testbed-up testbed-down dashboard vendor-js
 
 # A failed install removes .venv, so that the next call tries again instead of trusting it.
 $(STAMPS)/base: pyproject.toml
@@ -88,6 +90,10 @@ bench: $(STAMPS)/bench
 
 bench-quick: $(STAMPS)/bench
 	$(BIN)/python -m bench.quick $(ARGS)
+
+# back-to-back jobs with random faults for MINUTES, one verdict (bench/soak.py; exit 3: lost)
+soak: $(STAMPS)/base
+	$(BIN)/python -m bench.soak --minutes $(MINUTES) $(ARGS)
 
 lint: $(STAMPS)/test
 	$(BIN)/ruff check .
