@@ -155,10 +155,12 @@ def test_chaos_kills_and_freezes_a_worker_on_its_node_and_refuses_the_rest(swarm
     for scenario in ("kill-worker", "pause-worker", "restart-master"):
         res = swarm.cli("chaos", "-f", str(swarm.file), scenario, *job, "--json", timeout=600)
         assert res.returncode == 0, res.stderr[-4000:]
-        [v] = done[scenario] = json.loads(res.stdout)["verdicts"]
+        [v] = json.loads(res.stdout)["verdicts"]
+        done[scenario] = v
         assert v["status"] == "pass" and v["tasks"]["lost"] == 0, (v["reason"], v["steps"])
         assert v["tasks"]["ok"] == 20000 and v["healed_at"] > v["injected_at"] > 0
         print(f"swarm {scenario}: {v['steps']}; recovery {v['recovery']['note']}")
+        assert v["recovery"]["lowest"] is None or v["recovery"]["lowest"] >= 0, v["recovery"]
     assert "s killed e2e-swarm-alpha-1 (SIGKILL) holding" in done["kill-worker"]["steps"][0]
     assert "s froze e2e-swarm-alpha-1 holding" in done["pause-worker"]["steps"][0]
     # the master's new task ran on the same node, with its journal: the job went on
