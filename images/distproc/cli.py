@@ -309,7 +309,7 @@ def cmd_master(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     try:
         if args.tasks is not None:
-            resumed = master.broker.replayed["resumed"]
+            resumed = master.broker.feed.replayed["resumed"]
             if resumed is not None:
                 log.info("job %s resumed from the journal: --tasks submits nothing",
                          resumed["job"])  # fmt: skip

@@ -11,7 +11,7 @@ took three: 57 us a commit against 19 us, measured). At the job's end: its per-t
 packed as the master keeps them (``states.py``), and what its report lists; its rows go
 (compaction),
 so a finished job costs the journal what it costs the master's memory. Jobs the broker
-drops from its history (``broker.HISTORY_BYTES``, in bytes) go from the journal too.
+drops from its history (``history.HISTORY_BYTES``, in bytes) go from the journal too.
 
 What it does not keep: leases. A task leased when the master died is pending again after
 the replay with the attempts it had spent before that lease (the crash is not the task's
