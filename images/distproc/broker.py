@@ -3,8 +3,8 @@
 Leased protocol (our workers): ``hello`` once, then ``exchange`` (acknowledge a batch of results
 and lease the next batch, in one round trip), ``renew`` from a heartbeat thread, ``release``
 and ``bye`` when stopping. Classic protocol (the tutorial's workers): ``get_task_queue`` and
-``get_result_queue`` (see ``classic.py``). Control (the submit client, readiness checks):
-``submit``, ``progress``, ``wait``, ``report``, ``status``, ``cancel``.
+``get_result_queue`` (``classic_protocol.py``, ``classic.py``). Control (the submit client,
+readiness checks): ``submit``, ``progress``, ``wait``, ``report``, ``status``, ``cancel``.
 
 Every method runs in a server thread of the connection it arrived on, so ``current_peer()``
 is the TCP peer the server saw for that very call. Every method checks its arguments
@@ -14,7 +14,6 @@ is the TCP peer the server saw for that very call. Every method checks its argum
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
 import time
@@ -22,7 +21,8 @@ from typing import Any
 
 from . import calls, history, replay, wire
 from .admission import Refused, admit
-from .classic import ClassicResults, ClassicTasks, Takers, parse_result
+from .classic import ClassicResults, ClassicTasks, Takers
+from .classic_protocol import ClassicProtocol
 from .history import HISTORY_BYTES
 from .identity import of_master
 from .journal import Journal
@@ -31,7 +31,7 @@ from .ledger import Ledger
 from .registry import WorkerRegistry
 from .report import build
 from .results import ResultsUnavailable, sink_for
-from .server import current_connection, current_peer
+from .server import current_peer
 from .status import job_status, workers_status
 
 log = logging.getLogger("distproc.master")
@@ -45,8 +45,9 @@ class UnknownJob(JobError):
     """A job id this master does not know (never submitted, or dropped from its history)."""
 
 
-class Broker:
-    """Jobs, workers and the two protocols, behind one lock."""
+class Broker(ClassicProtocol):
+    """Jobs, workers and the two protocols, behind one lock (the classic calls:
+    ``classic_protocol.py``)."""
 
     def __init__(self, history_bytes: int = HISTORY_BYTES, results_dir: str | None = None,
                  journal: Journal | None = None) -> None:  # fmt: skip
@@ -175,78 +176,6 @@ class Broker:
         with self.lock:
             self.registry.leave(wid)
         log.info("worker %s left", wid)
-
-    # -- classic protocol --------------------------------------------------------------------
-    def get_task_queue(self) -> ClassicTasks:
-        return self.task_queue
-
-    def get_result_queue(self) -> ClassicResults:
-        return self.results_sink
-
-    def classic_take(self, block: bool = True, timeout: float | None = None) -> Any:
-        """A tutorial worker's ``task.get()``: the next task of the classic job, remembered
-        as taken by this connection. Raises ``queue.Empty`` like ``Queue.get``."""
-        calls.flag("block", block)
-        timeout = calls.seconds("timeout", timeout, high=366 * 86400, optional=True)
-        conn, peer = current_connection(), current_peer()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.lock:
-            while True:
-                job = self.current
-                if job is not None and job.spec.protocol == "classic":
-                    who = self.registry.classic_name(peer) if self.journal is not None else ""
-                    tid = job.take(who, peer)
-                    if tid is not None:
-                        self.takers.took(conn, tid, peer)
-                        payload, seq = job.payloads[tid], self.feed.note(job)
-                        break
-                remaining = 1.0 if deadline is None else deadline - time.monotonic()
-                if not block or remaining <= 0:
-                    raise queue.Empty
-                self.changed.wait(min(remaining, 1.0))
-        self.feed.commit(seq)  # taken, on disk: lost, not served twice, if the master dies now
-        return payload
-
-    def classic_pending(self) -> int:
-        with self.lock:
-            job = self.current
-            if job is None or job.spec.protocol != "classic" or job.done:
-                return 0
-            return job.pending_count()
-
-    def classic_result(self, item: Any) -> None:
-        """Account one tutorial-style result: ``'n * n = r'`` or the bare int ``n*n``."""
-        peer = current_peer()
-        with self.lock:
-            job = self.current
-            if job is None or job.spec.protocol != "classic":
-                log.info("ignored a classic result from %s: no classic job is running", peer)
-                return
-            tid, value = parse_result(item, job.payloads.index_of)  # type: ignore[attr-defined]
-            if tid is None:
-                job.counts["stale"] += 1
-                return
-            self.takers.answered(tid)
-            index = self.registry.classic(peer)
-            job.accept(index, peer, [(tid, value)])
-            seq = self._noted(job, index)
-        self.feed.commit(seq)
-
-    def connection_closed(self, conn: int) -> None:
-        """The server's disconnect hook: what this connection took and never answered is lost."""
-        with self.lock:
-            taken = self.takers.closed(conn)
-            job = self.current
-            if not taken or job is None or job.spec.protocol != "classic":
-                return
-            for tid, peer in sorted(taken.items()):
-                who = self.registry.classic_name(peer)
-                reason = f"lost: {who} took it and its connection closed without a result"
-                if job.lose(tid, reason, who, peer):
-                    log.warning("job %s: task %d lost with %s (%s)", job.id, tid, who, peer)
-            self.changed.notify_all()
-            seq = self._noted(job)
-        self.feed.commit(seq)
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(self, spec: dict[str, Any], payloads: list[Any] | None = None) -> str:
