@@ -3,8 +3,8 @@
 Leased protocol (our workers): ``hello`` once, then ``exchange`` (acknowledge a batch of results
 and lease the next batch, in one round trip), ``renew`` from a heartbeat thread, ``release``
 and ``bye`` when stopping. Classic protocol (the tutorial's workers): ``get_task_queue`` and
-``get_result_queue`` (see ``classic.py``). Control (the submit client, readiness checks):
-``submit``, ``progress``, ``wait``, ``report``, ``status``, ``cancel``.
+``get_result_queue`` (``classic_protocol.py``, ``classic.py``). Control (the submit client,
+readiness checks): ``submit``, ``progress``, ``wait``, ``report``, ``status``, ``cancel``.
 
 Every method runs in a server thread of the connection it arrived on, so ``current_peer()``
 is the TCP peer the server saw for that very call. Every method checks its arguments
@@ -14,33 +14,27 @@ is the TCP peer the server saw for that very call. Every method checks its argum
 from __future__ import annotations
 
 import logging
-import os
-import pickle
-import platform
-import queue
 import secrets
-import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from . import calls, kinds, replay, wire
-from .classic import ClassicResults, ClassicTasks, Takers, parse_result
-from .identity import netns
-from .journal import Journal, Stats
+from . import calls, history, replay, wire
+from .admission import Refused, admit
+from .classic import ClassicResults, ClassicTasks, Takers
+from .classic_protocol import ClassicProtocol
+from .history import HISTORY_BYTES
+from .identity import of_master
+from .journal import Journal
+from .journal_feed import JournalFeed
 from .ledger import Ledger
 from .registry import WorkerRegistry
 from .report import build
 from .results import ResultsUnavailable, sink_for
-from .server import current_connection, current_peer
-from .spec import MAX_TASKS, make_spec
+from .server import current_peer
+from .status import job_status, workers_status
 
 log = logging.getLogger("distproc.master")
-
-HISTORY_BYTES = 64 * 2**20  # finished jobs kept for `report`, by what they hold, not by count
 
 
 class JobError(Exception):
@@ -51,8 +45,9 @@ class UnknownJob(JobError):
     """A job id this master does not know (never submitted, or dropped from its history)."""
 
 
-class Broker:
-    """Jobs, workers and the two protocols, behind one lock."""
+class Broker(ClassicProtocol):
+    """Jobs, workers and the two protocols, behind one lock (the classic calls:
+    ``classic_protocol.py``)."""
 
     def __init__(self, history_bytes: int = HISTORY_BYTES, results_dir: str | None = None,
                  journal: Journal | None = None) -> None:  # fmt: skip
@@ -69,15 +64,9 @@ class Broker:
         self.takers = Takers()
         self._job_numbers = 0
         self.started = time.time()
-        self.identity = {
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "netns": netns(),
-            "instance": self.instance,
-            "python": platform.python_version(),  # as workers report theirs (identity.py)
-        }
+        self.identity = of_master(self.instance)
         self.journal = journal
-        self.replayed: dict[str, Any] = {"jobs": 0, "at": None, "resumed": None}
+        self.feed = JournalFeed(journal, self.registry)
         if journal is not None:
             self._replay(journal)
 
@@ -127,13 +116,11 @@ class Broker:
                 else:
                     wire.check_done(done, job.total, job.id)  # raises before anything changes
                     job.settle(rec.index, peer, done, busy)
-                    seq = self._note(job, rec.index)
-                    if job.done:
-                        self._finish(job)
-            if not seq or not self.journal.lagging(seq):  # type: ignore[union-attr]
+                    seq = self._noted(job, rec.index)
+            if not seq or not self.feed.lagging(seq):
                 return self._lease(rec, want, deadline)  # the journal's thread follows
             reply = self._lease(rec, want, 0.0)  # no waiting before the journal has them
-        self._commit(seq)  # the journal fell behind (journal.LAG_*): this worker waits for it
+        self.feed.commit(seq)  # the journal fell behind (journal.LAG_*): this worker waits for it
         if reply is not None or time.monotonic() >= deadline:
             return reply
         with self.lock:
@@ -190,114 +177,14 @@ class Broker:
             self.registry.leave(wid)
         log.info("worker %s left", wid)
 
-    # -- classic protocol --------------------------------------------------------------------
-    def get_task_queue(self) -> ClassicTasks:
-        return self.task_queue
-
-    def get_result_queue(self) -> ClassicResults:
-        return self.results_sink
-
-    def classic_take(self, block: bool = True, timeout: float | None = None) -> Any:
-        """A tutorial worker's ``task.get()``: the next task of the classic job, remembered
-        as taken by this connection. Raises ``queue.Empty`` like ``Queue.get``."""
-        calls.flag("block", block)
-        timeout = calls.seconds("timeout", timeout, high=366 * 86400, optional=True)
-        conn, peer = current_connection(), current_peer()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.lock:
-            while True:
-                job = self.current
-                if job is not None and job.spec.protocol == "classic":
-                    who = self.registry.classic_name(peer) if self.journal is not None else ""
-                    tid = job.take(who, peer)
-                    if tid is not None:
-                        self.takers.took(conn, tid, peer)
-                        payload, seq = job.payloads[tid], self._note(job)
-                        break
-                remaining = 1.0 if deadline is None else deadline - time.monotonic()
-                if not block or remaining <= 0:
-                    raise queue.Empty
-                self.changed.wait(min(remaining, 1.0))
-        self._commit(seq)  # taken, on disk: lost, not served twice, if the master dies now
-        return payload
-
-    def classic_pending(self) -> int:
-        with self.lock:
-            job = self.current
-            if job is None or job.spec.protocol != "classic" or job.done:
-                return 0
-            return job.pending_count()
-
-    def classic_result(self, item: Any) -> None:
-        """Account one tutorial-style result: ``'n * n = r'`` or the bare int ``n*n``."""
-        peer = current_peer()
-        with self.lock:
-            job = self.current
-            if job is None or job.spec.protocol != "classic":
-                log.info("ignored a classic result from %s: no classic job is running", peer)
-                return
-            tid, value = parse_result(item, job.payloads.index_of)  # type: ignore[attr-defined]
-            if tid is None:
-                job.counts["stale"] += 1
-                return
-            self.takers.answered(tid)
-            index = self.registry.classic(peer)
-            job.accept(index, peer, [(tid, value)])
-            seq = self._note(job, index)
-            if job.done:
-                self._finish(job)
-        self._commit(seq)
-
-    def connection_closed(self, conn: int) -> None:
-        """The server's disconnect hook: what this connection took and never answered is lost."""
-        with self.lock:
-            taken = self.takers.closed(conn)
-            job = self.current
-            if not taken or job is None or job.spec.protocol != "classic":
-                return
-            for tid, peer in sorted(taken.items()):
-                who = self.registry.classic_name(peer)
-                reason = f"lost: {who} took it and its connection closed without a result"
-                if job.lose(tid, reason, who, peer):
-                    log.warning("job %s: task %d lost with %s (%s)", job.id, tid, who, peer)
-            self.changed.notify_all()
-            seq = self._note(job)
-            if job.done:
-                self._finish(job)
-        self._commit(seq)
-
     # -- jobs ------------------------------------------------------------------------------
     def submit(self, spec: dict[str, Any], payloads: list[Any] | None = None) -> str:
         """Start a job from a spec (and optional explicit payloads); returns its id."""
-        if type(spec) is not dict:
-            raise JobError(f"bad job spec: expected a dict, not {type(spec).__name__}")
-        if payloads is not None:
-            if type(payloads) is not list or len(payloads) > MAX_TASKS:
-                raise JobError(f"payloads must be a list of at most {MAX_TASKS:,} items")
-            spec = {**spec, "tasks": len(payloads)}
         try:
-            job_spec = make_spec(spec)
-        except ValueError as exc:
-            raise JobError(f"bad job spec: {exc}") from None
-        if payloads is not None and job_spec.protocol == "classic":
-            raise JobError("classic jobs are built from a spec (distinct ints), not payloads")
-        tasks = payloads if payloads is not None else kinds.make_payloads(
-            job_spec.kind, job_spec.tasks, job_spec.size, job_spec.seed
-        )  # fmt: skip
-        try:
-            kinds.check_payloads(job_spec.kind, payloads if payloads is not None else
-                                 [job_spec.size] if job_spec.tasks else [])  # fmt: skip
-        except ValueError as exc:
-            raise JobError(f"bad job: {exc}") from None
-        kept = None
-        if payloads is not None and self.journal is not None:  # before anything changes
-            try:
-                kept = pickle.dumps(payloads, 5)
-            except Exception as exc:
-                raise JobError(f"payloads the journal cannot keep: {exc}") from None
-        if job_spec.kind == "cpu":  # the one slow check: its answers computed before the lock
-            for p in set(payloads) if payloads is not None else {job_spec.size}:
-                kinds.expected("cpu", p)
+            admitted = admit(spec, payloads, journaled=self.journal is not None)
+        except Refused as exc:
+            raise JobError(str(exc)) from None
+        job_spec = admitted.spec
         with self.lock:
             if self.current is not None and not self.current.done:
                 raise JobError(f"job {self.current.id} is still running")
@@ -307,38 +194,32 @@ class Broker:
                 sink = sink_for(job_spec.results, self.results_dir, job_id)
             except OSError as exc:
                 raise JobError(f"cannot stream results: {exc}") from None
-            job = Ledger(job_id, job_spec, tasks, sink=sink, worker_name=self.registry.name)
+            job = Ledger(job_id, job_spec, admitted.tasks, sink=sink,
+                         worker_name=self.registry.name)  # fmt: skip
             self.jobs[job_id] = job
             self.current = job
-            seq = 0
-            if self.journal is not None:
-                job.log = []
-                seq = self.journal.add(("job", job_id, job_spec.as_dict(), kept, time.time()))
-                seq = self._note(job) or seq  # a job of no tasks has ended already
+            seq = self.feed.submitted(job, admitted.kept)
             self._trim_history()
             if job_spec.protocol == "classic":
                 self.takers.clear()
                 self.registry.classic_peers = {}  # who is behind each IP: decided per job
             self.changed.notify_all()
-        self._commit(seq)  # the id the client gets is on disk
+        self.feed.commit(seq)  # the id the client gets is on disk
         log.info("job %s: %d %s tasks (%s, batch %d)", job_id, job.total, job_spec.kind,
                  job_spec.protocol, job_spec.batch)  # fmt: skip
         return job_id
 
     def _trim_history(self) -> None:
-        """Drop the oldest finished jobs while the history holds more than its budget."""
-        held = sum(j.nbytes() for j in self.jobs.values())
-        dropped = []
-        for job_id in list(self.jobs):
-            if held <= self.history_bytes:
-                break
-            job = self.jobs[job_id]
-            if job is not self.current:
-                held -= job.nbytes()
-                del self.jobs[job_id]
-                dropped.append(job_id)
-        if dropped and self.journal is not None:  # the journal keeps what the history keeps
-            self.journal.add(("drop", dropped))
+        """Under the lock: the history within its budget (``history.py``)."""
+        self.feed.dropped(history.trim(self.jobs, self.current, self.history_bytes))
+
+    def _noted(self, job: Ledger, worker: int | None = None) -> int:
+        """Under the lock, after a call changed ``job``: the journal has the change
+        (``JournalFeed.note``: returns what to commit), and if it ended, everyone knows."""
+        seq = self.feed.note(job, worker)
+        if job.done:
+            self._finish(job)
+        return seq
 
     def _finish(self, job: Ledger) -> None:
         log.info("job %s finished: %s", job.id, job.progress())
@@ -361,8 +242,8 @@ class Broker:
                     break
                 self.changed.wait(min(remaining, 0.25))
             progress = job.progress()
-        if progress["finished"] and self.journal is not None:
-            self.journal.flush()  # a job said to be over is over on disk too
+        if progress["finished"]:
+            self.feed.flush()  # a job said to be over is over on disk too
         return progress
 
     def cancel(self, job_id: str | None = None, reason: str = "cancelled") -> dict[str, Any]:
@@ -376,10 +257,10 @@ class Broker:
                 if job.spec.protocol == "classic":
                     self.takers.clear()
                 job.stop(reason)
-                seq = self._note(job)
+                seq = self.feed.note(job)
                 self._finish(job)
             progress = job.progress()
-        self._commit(seq)
+        self.feed.commit(seq)
         return progress
 
     def report(self, job_id: str | None = None, results: bool = False) -> dict[str, Any]:
@@ -399,59 +280,19 @@ class Broker:
 
     def status(self) -> dict[str, Any]:
         """Who is connected, and the current job (its progress and its ``spec``). Each worker
-        also says what it did in the current job: ``tasks`` accepted from it and ``leased``,
-        the tasks it holds now (0 with no job; in a classic job, the tasks its connections
-        took and have not answered): what a live view shows per worker without asking for
-        the whole report, and what a chaos scenario asks before it kills a worker holding
-        tasks."""
+        also says what it did in the current job (``status.workers_status``): what a live
+        view shows per worker without asking for the whole report, and what a chaos scenario
+        asks before it kills a worker holding tasks."""
         with self.lock:
-            workers = self.registry.status()
-            current = self.current
-            held: Mapping[int, int] = {}
-            if current is not None and current.spec.protocol == "classic":
-                held = self._classic_held()
-            elif current is not None:
-                held = current.held()
-            for index, w in enumerate(workers):
-                tally = current.tally.get(index) if current is not None else None
-                w["tasks"] = tally.tasks if tally is not None else 0
-                w["leased"] = held.get(index, 0)
-            job = (
-                None if current is None else {**current.progress(), "spec": current.spec.as_dict()}
-            )
+            workers = workers_status(self.registry, self.current, self.takers)
+            job = job_status(self.current)
         return {
             "master": self.identity,
             "uptime_seconds": round(time.time() - self.started, 3),
             "workers": workers,
             "job": job,
-            "journal": self.journal_status(),
+            "journal": self.feed.status(),
         }
-
-    def journal_status(self) -> dict[str, Any]:
-        """The journal's part of ``status``: the same keys with or without one (``path``
-        None: no journal). ``replayed_jobs`` were read back at start, ``replayed_at`` when
-        (ISO 8601, UTC; None if nothing was), ``resumed`` the job that went on running then
-        (``{"job", "done", "total"}`` at that moment) or None; then what it cost so far."""
-        j = self.journal
-        out: dict[str, Any] = {
-            "path": j.path if j is not None else None,
-            "synchronous": j.sync if j is not None else None,
-            "replayed_jobs": self.replayed["jobs"],
-            "replayed_at": self.replayed["at"],
-            "resumed": self.replayed["resumed"],
-        }
-        return {**out, **(j.stats if j is not None else Stats()).as_dict(),
-                "bytes": j.size() if j is not None else 0}  # fmt: skip
-
-    def _classic_held(self) -> Counter[int]:
-        """Classic tasks taken and not answered, by the worker each peer counts as (the
-        registry's rule for classic results). Called with the lock held."""
-        out: Counter[int] = Counter()
-        for peer, n in self.takers.held_by_peer().items():
-            index = self.registry.classic_index(peer)
-            if index is not None:
-                out[index] += n
-        return out
 
     def ping(self) -> str:
         return self.instance
@@ -465,31 +306,6 @@ class Broker:
         return job
 
     # -- the journal ---------------------------------------------------------------------------
-    def _note(self, job: Ledger, worker: int | None = None) -> int:
-        """Under the lock: hand the journal what ``job`` changed (its rows, counters and the
-        tally of ``worker``; its end, once it has ended). Returns what ``_commit`` waits for
-        (0: no journal, or nothing to keep). No I/O here: a list swap and small copies."""
-        if self.journal is None or job.log is None:
-            return 0
-        if job.finished is not None:  # its end says it all; later duplicates are not kept
-            job.log = None
-            return self.journal.add(("end", job.id, *job.end_record(self._who)))
-        rows, job.log = job.log, []
-        tallies = []
-        if worker is not None and worker in job.tally:
-            tallies.append((*self._who(worker), job.tally[worker].as_list()))
-        return self.journal.add(("rows", job.id, rows, dict(job.counts), list(job.wrong),
-                                 job.started_at, tallies))  # fmt: skip
-
-    def _who(self, index: int) -> tuple[str, dict[str, Any]]:
-        rec = self.registry.by_index[index]
-        return rec.wid, rec.identity
-
-    def _commit(self, seq: int) -> None:
-        """Outside the lock: return once change ``seq`` is on disk (group commit)."""
-        if seq and self.journal is not None:
-            self.journal.commit(seq)
-
     def _replay(self, journal: Journal) -> None:
         """At start: every job the journal holds, as it was; the one that ran goes on."""
         records = journal.load()
@@ -499,21 +315,9 @@ class Broker:
                 self.jobs[job.id] = job
                 self.current = job
                 if rec.ended is None:
-                    self._note(job)  # what the replay decided (classic losses), or its end
-                    if not job.done:
-                        self.replayed["resumed"] = {"job": job.id, "done": job.final,
-                                                    "total": job.total}  # fmt: skip
-                    log.info("job %s resumed from the journal: %d of %d tasks done",
-                             job.id, job.final, job.total)  # fmt: skip
+                    self.feed.resumed(job)
             self._trim_history()
-        if records:
-            self.replayed["jobs"] = len(records)
-            self.replayed["at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
-            # numbered past the leases of the master before, whose workers may still answer
-            Ledger.number_leases_from(time.time_ns() // 1000)
-            log.info("replayed %d jobs from the journal %s", len(records), journal.path)
-        journal.flush()
-        journal.start()  # from here on, its own thread commits
+        self.feed.start(len(records))
 
     # -- housekeeping ------------------------------------------------------------------------
     def reap(self) -> int:
@@ -523,12 +327,12 @@ class Broker:
             if job is None or job.done or job.spec.protocol != "leased":
                 return 0
             n = job.expire()
-            seq = self._note(job) if n or job.done else 0
+            seq = self.feed.note(job) if n or job.done else 0
             if n:
                 log.warning("job %s: %d tasks from expired leases went back to the queue",
                             job.id, n)  # fmt: skip
                 self.changed.notify_all()
             if job.done:
                 self._finish(job)
-        self._commit(seq)
+        self.feed.commit(seq)
         return n

@@ -24,7 +24,7 @@ from .broker import JobError, UnknownJob
 from .client import LINK_ERRORS, Unreachable, broker, connect, parse_address
 from .concurrency import DEFAULT_THREADS, MODES
 from .identity import pids_limit
-from .journal import SYNC_MODES
+from .journal_file import SYNC_MODES
 from .spec import JobField, job_fields, make_spec
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK, EXIT_UNKNOWN_JOB = 0, 1, 2, 3, 4
@@ -309,7 +309,7 @@ def cmd_master(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     try:
         if args.tasks is not None:
-            resumed = master.broker.replayed["resumed"]
+            resumed = master.broker.feed.replayed["resumed"]
             if resumed is not None:
                 log.info("job %s resumed from the journal: --tasks submits nothing",
                          resumed["job"])  # fmt: skip

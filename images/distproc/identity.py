@@ -9,6 +9,7 @@ import platform
 import resource
 import socket
 from pathlib import Path
+from typing import Any
 
 from .tcp import socket_of
 
@@ -71,6 +72,18 @@ def local_ip_of(fd: int) -> str:
     """The local address of a connected TCP socket, given its file descriptor."""
     with socket_of(fd) as s:
         return s.getsockname()[0]
+
+
+def of_master(instance: str) -> dict[str, Any]:
+    """The identity the master gives in ``hello``, ``status`` and reports; ``python`` as
+    workers report theirs (``describe``)."""
+    return {
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "netns": netns(),
+        "instance": instance,
+        "python": platform.python_version(),
+    }
 
 
 def describe(name: str, group: str, local_ip: str = "") -> dict[str, object]:

@@ -16,15 +16,8 @@ from typing import Any
 import pytest
 from distproc import wire
 from distproc.broker import Broker, JobError, UnknownJob
-from distproc.journal import (
-    APPLICATION_ID,
-    LAG_CHANGES,
-    LAG_ROWS,
-    SCHEMA,
-    Journal,
-    JournalError,
-    open_journal,
-)
+from distproc.journal import LAG_CHANGES, LAG_ROWS, Journal, JournalError, open_journal
+from distproc.journal_file import APPLICATION_ID, SCHEMA
 from distproc.ledger import DEAD, LOST, OK, PENDING
 from distproc.states import EXPIRED
 

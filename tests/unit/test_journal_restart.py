@@ -233,4 +233,4 @@ def test_attach_follows_a_job_as_submit_does(procs: Procs, tmp_path: Path) -> No
     assert sub.wait(timeout=30) == 0
     off = procs.status()["journal"]  # no journal: the same keys, nothing in them
     assert off["path"] is None and off["replayed_jobs"] == 0 and off["commits"] == 0
-    assert set(off) == set(Broker(journal=open_journal(str(tmp_path / "j.db"))).journal_status())
+    assert set(off) == set(Broker(journal=open_journal(str(tmp_path / "j.db"))).feed.status())
