@@ -1,5 +1,6 @@
 """A fake Docker engine at the docker-py layer (``client.networks``, ``client.containers``,
-``client.info``), for testing ``DockerBackend`` and what sits on it without an engine.
+``client.volumes``, ``client.info``), for testing ``DockerBackend`` and what sits on it
+without an engine.
 
 It refuses what Docker 20.10 refuses, with the engine's own texts (``ERRORS``, each
 reproduced once on a real engine and pasted here): a subnet that overlaps another network's,
@@ -171,6 +172,41 @@ class FakeContainers:
         return [c for c in self.items if _matches(c.labels, filters)]
 
 
+class FakeVolume:
+    def __init__(self, engine: FakeEngine, name: str, labels: dict[str, str]) -> None:
+        self.engine, self.name, self.id = engine, name, name
+        self.attrs: dict[str, Any] = {"Name": name, "Labels": labels}
+
+    def remove(self) -> None:
+        self.engine.volumes.items.remove(self)
+
+
+class FakeVolumes:
+    """Named volumes: made once (the engine gives back the one there for a name it has)."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.items: list[FakeVolume] = []
+
+    def create(self, name: str, labels: Any = None, **_: Any) -> FakeVolume:
+        for v in self.items:
+            if v.name == name:
+                return v
+        v = FakeVolume(self.engine, name, dict(labels or {}))
+        self.items.append(v)
+        self.engine.created.append(name)
+        return v
+
+    def get(self, name: str) -> FakeVolume:
+        for v in self.items:
+            if v.name == name:
+                return v
+        raise docker.errors.NotFound(f"get {name}: no such volume")
+
+    def list(self, filters: dict[str, Any] | None = None) -> list[FakeVolume]:
+        return [v for v in self.items if _matches(v.attrs["Labels"], filters)]
+
+
 class FakeEngine:
     """What ``DockerBackend`` reads of a ``docker.DockerClient``; ``created`` names every
     object made, in order, so that a test can tell "nothing was created"."""
@@ -180,6 +216,7 @@ class FakeEngine:
         self.created: list[str] = []
         self.networks = FakeNetworks(self)
         self.containers = FakeContainers(self)
+        self.volumes = FakeVolumes(self)
 
     def info(self) -> dict[str, Any]:
         return {"NCPU": NCPU, "MemTotal": MEM_TOTAL, "PidsLimit": True}
@@ -187,4 +224,6 @@ class FakeEngine:
     def labelled(self, cluster: str) -> list[str]:
         """Names of every object labelled with ``cluster``."""
         flt = {"label": [f"io.distproc.cluster={cluster}"]}
-        return [o.name for o in [*self.networks.list(flt), *self.containers.list(True, flt)]]
+        objects = [*self.networks.list(flt), *self.containers.list(True, flt),
+                   *self.volumes.list(flt)]  # fmt: skip
+        return [o.name for o in objects]

@@ -293,7 +293,21 @@ def test_the_roll_back_removes_only_this_runs_objects() -> None:
     backend.create(cluster, "run1", backend.build_images(cluster, None), Path("k"), NullEvents())
     mine = len(engine.labelled("fast"))
     assert backend.sweep("fast", NullEvents(), run="other-run") == 0
-    assert backend.sweep("fast", NullEvents(), run="run1") == mine == 5
+    assert backend.sweep("fast", NullEvents(), run="run1") == mine == 6  # 2 nets, 3 containers,
+    assert engine.labelled("fast") == []  # and the master's journal volume
+
+
+def test_keep_data_keeps_the_journal_volume_and_the_next_create_finds_it() -> None:
+    engine = FakeEngine()
+    backend = Backend(engine)
+    cluster = load_cluster_text(TWO_NETS.format(cpus=1))
+    images = backend.build_images(cluster, None)
+    backend.create(cluster, "run1", images, Path("k"), NullEvents())
+    assert backend.sweep("fast", NullEvents(), keep_data=True) == 5
+    assert engine.labelled("fast") == ["fast-journal"]
+    backend.create(cluster, "run2", images, Path("k"), NullEvents())
+    assert engine.created.count("fast-journal") == 1  # found, not made again
+    assert backend.sweep("fast", NullEvents()) == 6 and engine.labelled("fast") == []
 
 
 # -- workers that cannot reach the master -----------------------------------------------------
