@@ -188,12 +188,12 @@ class Broker(ClassicProtocol):
         with self.lock:
             if self.current is not None and not self.current.done:
                 raise JobError(f"job {self.current.id} is still running")
-            self._job_numbers += 1
-            job_id = f"{self.instance}-{self._job_numbers}"
+            job_id = f"{self.instance}-{self._job_numbers + 1}"
             try:
                 sink = sink_for(job_spec.results, self.results_dir, job_id)
-            except OSError as exc:
+            except OSError as exc:  # refused: the number stays free (nothing changed)
                 raise JobError(f"cannot stream results: {exc}") from None
+            self._job_numbers += 1
             job = Ledger(job_id, job_spec, admitted.tasks, sink=sink,
                          worker_name=self.registry.name)  # fmt: skip
             self.jobs[job_id] = job

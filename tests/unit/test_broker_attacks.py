@@ -173,3 +173,15 @@ def test_a_classic_get_from_a_connection_that_takes_nothing_is_empty() -> None:
     b = Broker()
     with pytest.raises(queue.Empty):
         b.classic_take(True, 0.05)
+
+
+def test_a_submit_refused_for_its_results_file_leaves_the_job_numbers_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """Refused, nothing changed: the next job still gets the number the refused one would
+    have had (it was used up before the results file was tried)."""
+    (tmp_path / "a-file").write_text("")
+    b = Broker(results_dir=str(tmp_path / "a-file" / "results"))  # not a directory
+    with pytest.raises(JobError, match="cannot stream results"):
+        b.submit({"kind": "square", "tasks": 5, "results": "stream"})
+    assert b.submit({"kind": "square", "tasks": 5}) == f"{b.instance}-1"
