@@ -18,6 +18,7 @@ import os
 import pickle
 import platform
 import queue
+import re
 import secrets
 import socket
 import threading
@@ -40,6 +41,9 @@ from .spec import MAX_TASKS, make_spec
 
 log = logging.getLogger("distproc.master")
 
+#: a job's id, as ``submit`` makes it: the master's instance (``secrets.token_hex(4)``), then
+#: the job's number on it (a master replaying its journal keeps the ids it finds there)
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9]+")
 HISTORY_BYTES = 64 * 2**20  # finished jobs kept for `report`, by what they hold, not by count
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from distproc.broker import JOB_ID
 from harness import REPO, Procs
 
 from orchestrate.backends.base import EngineError, ExecResult, with_master
@@ -126,6 +127,7 @@ def test_a_job_followed_through_restarts_of_its_master_ends_exactly_once(
     rep = json.loads(followed.result.stdout)
     t_ = rep["totals"]
     assert rep["job"]["id"] == followed.job_id
+    assert JOB_ID.fullmatch(followed.job_id), "the id `job --attach` takes, as the master makes it"
     assert (t_["tasks"], t_["ok"], t_["lost"], t_["failed"]) == (3_000_000, 3_000_000, 0, 0)
     assert {c["name"]: c["status"] for c in rep["checks"]}["every_id_accounted"] == "pass"
 
