@@ -19,7 +19,7 @@ from distproc.spec import spec_argv
 from distproc.text import plural
 
 from . import checks as e2e
-from .backends.base import Backend, Images, Inventory
+from .backends.base import Backend, EngineError, Images, Inventory
 from .events import Events
 from .follow import JobFollower, JobLost, has_report
 from .model import Cluster, ConfigError, OrchestrateError
@@ -299,8 +299,7 @@ class ClusterRun:
                 argv = ["submit", "--progress", "json", "--timeout", str(timeout)]
                 followed = follower.run([*argv, *spec_argv(spec)], timeout)
         except KeyboardInterrupt:  # don't leave the job running on the master
-            self.events.warn("interrupted: cancelling the job on the master")
-            self.backend.control(self.cluster.name, ["cancel", *_job_arg(follower.job_id)])
+            self._cancel(follower.job_id)
             raise
         except JobLost as exc:
             raise JobFailed(str(exc)) from None
@@ -316,6 +315,23 @@ class ClusterRun:
         checks = e2e.job_checks(report, inv, self.backend.worker_names(self.cluster))
         return Outcome(checks, report, inv, run=inv.run or before.run, job_ran=True,
                        restarts=followed.restarts)  # fmt: skip
+
+    def _cancel(self, job_id: str | None) -> None:
+        """After Ctrl-C: cancel the job. With its master gone (Ctrl-C while ``job`` waits
+        for it), the job stays in the journal, and a master that comes back resumes it: say
+        so, and how to follow it, rather than an engine error in place of the interrupt."""
+        self.events.warn("interrupted: cancelling the job on the master")
+        try:
+            self.backend.control(self.cluster.name, ["cancel", *_job_arg(job_id)])
+        except EngineError as exc:
+            if job_id is None:
+                self.events.warn(f"could not cancel the job: {exc}")
+                return
+            self.events.warn(
+                f"could not cancel job {job_id}: {exc}; a master that comes back with its "
+                f"journal resumes it: `orchestrate job --attach {job_id}` follows it (Ctrl-C "
+                "there cancels it)"
+            )
 
     def _on_job_line(self, line: str) -> None:
         if line.startswith('{"progress"'):
