@@ -307,6 +307,7 @@ class ClusterRun:
         if not has_report(res):
             raise JobFailed(
                 f"the job did not run (exit {res.exit_code}): {_last_lines(res.stderr)}"
+                + self._still_running()
             )
         report = parse_report(res.stdout)
         save_report(self.cluster.name, report.to_dict())
@@ -315,6 +316,23 @@ class ClusterRun:
         checks = e2e.job_checks(report, inv, self.backend.worker_names(self.cluster))
         return Outcome(checks, report, inv, run=inv.run or before.run, job_ran=True,
                        restarts=followed.restarts)  # fmt: skip
+
+    def _still_running(self) -> str:
+        """After a refused submit: a job the master still runs (one resumed from a journal
+        kept by ``down --keep-data``, or left by a ``job`` that was interrupted), named with
+        how to follow it. Asked only on this path, so a job that runs costs no extra call."""
+        try:
+            res = self.backend.control(self.cluster.name, ["status"])
+            job = json.loads(res.stdout).get("job") if res.exit_code == 0 else None
+        except (OrchestrateError, ValueError, AttributeError):
+            return ""
+        if not job or job.get("finished"):
+            return ""
+        return (
+            f"; job {job['job']} ({job['done']}/{job['total']} done) still runs on the master: "
+            f"`orchestrate job --attach {job['job']}` follows it to its report (Ctrl-C there "
+            "cancels it)"
+        )
 
     def _cancel(self, job_id: str | None) -> None:
         """After Ctrl-C: cancel the job. With its master gone (Ctrl-C while ``job`` waits
