@@ -354,8 +354,16 @@ def cmd_job(args: argparse.Namespace) -> int:
     """Run another job on the running cluster; blocks until it ends."""
     cluster = _load(args)
     overrides = _job_overrides(args, cluster)
-    if args.attach and overrides:
-        raise UsageError("--attach follows a job already submitted: it takes no job fields")
+    if args.attach is not None:
+        from distproc.broker import JOB_ID
+
+        if overrides:
+            raise UsageError("--attach follows a job already submitted: it takes no job fields")
+        if not JOB_ID.fullmatch(args.attach):
+            shown = args.attach if len(args.attach) <= 40 else args.attach[:39] + "…"
+            raise UsageError(
+                f"--attach: {shown!r} is not a job id (`job` names its job as 7f3a0c1e-3)"
+            )
     runner = _runner(args, cluster)
     outcome = runner.job(overrides, timeout=args.job_timeout, attach=args.attach)
     return _finish(args, runner, outcome, "job")

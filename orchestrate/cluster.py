@@ -19,7 +19,7 @@ from distproc.spec import spec_argv
 from distproc.text import plural
 
 from . import checks as e2e
-from .backends.base import Backend, Images, Inventory
+from .backends.base import Backend, EngineError, Images, Inventory
 from .events import Events
 from .follow import JobFollower, JobLost, has_report
 from .model import Cluster, ConfigError, OrchestrateError
@@ -299,8 +299,7 @@ class ClusterRun:
                 argv = ["submit", "--progress", "json", "--timeout", str(timeout)]
                 followed = follower.run([*argv, *spec_argv(spec)], timeout)
         except KeyboardInterrupt:  # don't leave the job running on the master
-            self.events.warn("interrupted: cancelling the job on the master")
-            self.backend.control(self.cluster.name, ["cancel", *_job_arg(follower.job_id)])
+            self._cancel(follower.job_id)
             raise
         except JobLost as exc:
             raise JobFailed(str(exc)) from None
@@ -308,6 +307,7 @@ class ClusterRun:
         if not has_report(res):
             raise JobFailed(
                 f"the job did not run (exit {res.exit_code}): {_last_lines(res.stderr)}"
+                + self._still_running()
             )
         report = parse_report(res.stdout)
         save_report(self.cluster.name, report.to_dict())
@@ -316,6 +316,40 @@ class ClusterRun:
         checks = e2e.job_checks(report, inv, self.backend.worker_names(self.cluster))
         return Outcome(checks, report, inv, run=inv.run or before.run, job_ran=True,
                        restarts=followed.restarts)  # fmt: skip
+
+    def _still_running(self) -> str:
+        """After a refused submit: a job the master still runs (one resumed from a journal
+        kept by ``down --keep-data``, or left by a ``job`` that was interrupted), named with
+        how to follow it. Asked only on this path, so a job that runs costs no extra call."""
+        try:
+            res = self.backend.control(self.cluster.name, ["status"])
+            job = json.loads(res.stdout).get("job") if res.exit_code == 0 else None
+        except (OrchestrateError, ValueError, AttributeError):
+            return ""
+        if not job or job.get("finished"):
+            return ""
+        return (
+            f"; job {job['job']} ({job['done']}/{job['total']} done) still runs on the master: "
+            f"`orchestrate job --attach {job['job']}` follows it to its report (Ctrl-C there "
+            "cancels it)"
+        )
+
+    def _cancel(self, job_id: str | None) -> None:
+        """After Ctrl-C: cancel the job. With its master gone (Ctrl-C while ``job`` waits
+        for it), the job stays in the journal, and a master that comes back resumes it: say
+        so, and how to follow it, rather than an engine error in place of the interrupt."""
+        self.events.warn("interrupted: cancelling the job on the master")
+        try:
+            self.backend.control(self.cluster.name, ["cancel", *_job_arg(job_id)])
+        except EngineError as exc:
+            if job_id is None:
+                self.events.warn(f"could not cancel the job: {exc}")
+                return
+            self.events.warn(
+                f"could not cancel job {job_id}: {exc}; a master that comes back with its "
+                f"journal resumes it: `orchestrate job --attach {job_id}` follows it (Ctrl-C "
+                "there cancels it)"
+            )
 
     def _on_job_line(self, line: str) -> None:
         if line.startswith('{"progress"'):

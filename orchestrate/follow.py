@@ -27,8 +27,9 @@ MASTER_BACK_WAIT = 180.0
 #: restarts followed per job, at most (each is bounded by MASTER_BACK_WAIT)
 MAX_ATTACHES = 20
 POLL = 0.5
-#: ``distproc attach``'s exit code for a job the master does not know
-EXIT_UNKNOWN_JOB = 4
+#: ``distproc``'s exit codes: a command refused before it ran (bad arguments), and
+#: ``attach``'s for a job the master does not know
+EXIT_USAGE, EXIT_UNKNOWN_JOB = 2, 4
 
 
 class JobLost(OrchestrateError):
@@ -99,19 +100,30 @@ class JobFollower:
         t0 = time.monotonic()
         res = self._command(argv)
         if res.exit_code == EXIT_UNKNOWN_JOB and argv[0] == "attach":
-            raise JobLost(f"the master does not know job {self.job_id}: {res.stderr.strip()}")
+            raise JobLost(f"the master does not know job {_short(self.job_id)}: {_said(res)}")
         out = Followed(res)
+        seen = None  # the master's instance after the last command that ended without a report
         for _ in range(MAX_ATTACHES):
             out.job_id, out.total = self.job_id, self.total
             if has_report(res) or self.job_id is None:
                 return out  # a report, or a submit refused before any job existed
+            if res.exit_code == EXIT_USAGE:  # never a lost master: the command did not run
+                raise JobLost(f"`{argv[0]}` was refused: {_said(res)}")
             gone = time.monotonic() - t0
             self.events.warn(
-                f"lost the master {gone:.1f}s into job {self.job_id} (exit {res.exit_code}): "
+                f"lost the master {gone:.1f}s into job {_short(self.job_id)} "
+                f"(exit {res.exit_code}): "
                 f"waiting for it to answer again (at most {self.back_wait:.0f}s: the engine "
                 "restarts a master that died on its own; one stopped by hand waits for a start)"
             )
             status = self._master_back()
+            instance = (status.get("master") or {}).get("instance")
+            if instance is not None and instance == seen:  # the same master, twice: the
+                raise JobLost(  # command fails on its own, and would fail every time
+                    f"`attach` failed while the master kept running (exit {res.exit_code}): "
+                    f"{_said(res)}"
+                )
+            seen = instance
             said = self._restarted(status, time.monotonic() - t0)
             out.restarts.append(said)
             self.events.info(said)
@@ -121,7 +133,7 @@ class JobFollower:
             res = out.result = self._command(argv)
             if res.exit_code == EXIT_UNKNOWN_JOB:
                 raise JobLost(self._forgotten(status))
-        raise JobLost(f"the master restarted {MAX_ATTACHES} times during job {self.job_id}")
+        raise JobLost(f"the master restarted {MAX_ATTACHES} times during job {_short(self.job_id)}")
 
     def _master_back(self) -> dict[str, Any]:
         """The status of the master once it answers again; ``JobLost`` past the wait."""
@@ -165,4 +177,16 @@ class JobFollower:
             why = "it keeps no journal (master.journal: false), so the job died with it"
         else:
             why = "its journal does not have it (the volume was new: removed, or elsewhere)"
-        return f"the restarted master does not know job {self.job_id}: {why}"
+        return f"the restarted master does not know job {_short(self.job_id)}: {why}"
+
+
+def _short(text: str | None, limit: int = 80) -> str:
+    """An id or a message as given by a user or a command, cut to a line's length."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _said(res: ExecResult) -> str:
+    """The last line a command wrote on stderr (its error), cut short."""
+    lines = [x for x in res.stderr.strip().splitlines() if not x.startswith("{")]
+    return _short(lines[-1] if lines else "no output", 300)

@@ -14,6 +14,7 @@ is the TCP peer the server saw for that very call. Every method checks its argum
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -35,6 +36,10 @@ from .server import current_peer
 from .status import job_status, workers_status
 
 log = logging.getLogger("distproc.master")
+
+#: a job's id, as ``submit`` makes it: the master's instance (``secrets.token_hex(4)``), then
+#: the job's number on it (a master replaying its journal keeps the ids it finds there)
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9]+")
 
 
 class JobError(Exception):

@@ -49,8 +49,11 @@ NETWORK_DRIVER = "bridge"
 PROBE_RANGE = ipaddress.ip_network("198.19.240.0/20")
 START_THREADS = 8
 T = TypeVar("T")
-#: How often the engine starts a master that died on its own again, at most.
-MASTER_RESTARTS = 5
+#: The master's restart policy: a master that dies on its own (OOM, a crash) is started
+#: again, with no limit, on the engine's back-off (0.1 s doubling to 1 min). A limit counts
+#: over the container's whole life (Docker resets it only on a start by hand): with 5, the
+#: sixth crash in a cluster's life was left down while `orchestrate job` waited for it.
+MASTER_RESTART_POLICY = {"Name": "on-failure", "MaximumRetryCount": 0}
 
 
 def connect_engine() -> docker.DockerClient:
@@ -217,7 +220,7 @@ class DockerBackend(Backend):
             mounts=self._journal_mounts(cluster, run, events),
             # a master that dies on its own (OOM, a crash) comes back and replays its
             # journal; one stopped or killed through the engine stays down (Docker's rule)
-            restart_policy={"Name": "on-failure", "MaximumRetryCount": MASTER_RESTARTS},
+            restart_policy=MASTER_RESTART_POLICY,
         )
         slots = list(cluster.iter_workers())
         events.step(f"starting {plural(len(slots), 'worker')}")

@@ -72,6 +72,9 @@ def test_schema_prints_and_writes(capsys: pytest.CaptureFixture[str], tmp_path: 
         (["--tasks", "-5"], "--tasks: Input should be greater than or equal to 0"),
         (["--kind", "bad kind"], "--kind: kind 'bad kind' must be one of"),
         (["--protocol", "classic", "--kind", "cpu"], "only supports kind 'square'"),
+        (["--attach=-x"], "--attach: '-x' is not a job id"),
+        (["--attach="], "--attach: '' is not a job id"),
+        (["--attach", "7f3a0c1e-3" * 1000], "is not a job id"),
     ],
 )
 def test_bad_job_options_exit_2_before_touching_the_engine(args: list[str], fragment: str) -> None:

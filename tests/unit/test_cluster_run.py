@@ -3,14 +3,15 @@ the backend interface, with no engine (docker-py's fake-API idea, one layer up).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from distproc import cli as distproc_cli
 from fake_backend import KEY_PATH, FakeBackend
 
-from orchestrate.backends.base import EngineError
-from orchestrate.cluster import ClusterNotRunning, ClusterRun
+from orchestrate.backends.base import EngineError, ExecResult
+from orchestrate.cluster import ClusterNotRunning, ClusterRun, JobFailed
 from orchestrate.events import NullEvents
 from orchestrate.model import Cluster, ConfigError, load_cluster, load_cluster_text
 
@@ -169,3 +170,67 @@ def test_a_second_up_sweeps_what_the_first_left() -> None:
     _run(cluster, backend).up(run_job=False)
     inv = backend.inventory("two")
     assert inv.run != first and len(inv.workers) == 3
+
+
+class _MasterDiesThenCtrlC(FakeBackend):
+    """The master dies (SIGKILL) just after naming its job; the user presses Ctrl-C while
+    ``job`` waits for it to answer again."""
+
+    def control(self, cluster_name, argv, on_stderr_line=None):  # type: ignore[no-untyped-def]
+        if argv[0] == "submit":
+            assert on_stderr_line is not None
+            on_stderr_line('{"job": {"id": "7f3a0c1e-1", "total": 40}}')
+            self.kill(f"{cluster_name}-master")
+            return ExecResult(137, "", "")
+        if argv[0] == "status" and self.objects[f"{cluster_name}-master"].state != "running":
+            raise KeyboardInterrupt
+        return super().control(cluster_name, argv, on_stderr_line)
+
+
+class _Said(NullEvents):
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_ctrl_c_while_the_master_is_down_says_the_job_was_not_cancelled_and_how_to_follow_it() -> (
+    None
+):
+    backend = _MasterDiesThenCtrlC()
+    cluster = load_cluster_text(TWO_NETS)
+    ClusterRun(cluster, backend, NullEvents()).up(run_job=False)
+    events = _Said()
+    with pytest.raises(KeyboardInterrupt):  # exit 130, as any Ctrl-C; not an engine error
+        ClusterRun(cluster, backend, events).job()
+    said = events.warnings[-1]
+    assert "could not cancel job 7f3a0c1e-1" in said
+    assert "orchestrate job --attach 7f3a0c1e-1" in said
+
+
+class _JobLeftRunning(FakeBackend):
+    """A master that replayed a kept journal (``down --keep-data``, then ``up``): the job it
+    resumed still runs, so it refuses another, as the real master does."""
+
+    def control(self, cluster_name, argv, on_stderr_line=None):  # type: ignore[no-untyped-def]
+        if argv[0] == "submit":
+            return ExecResult(1, "", "distproc submit: job 7f3a0c1e-1 is still running\n")
+        res = super().control(cluster_name, argv, on_stderr_line)
+        if argv[0] == "status":
+            status = json.loads(res.stdout)
+            status["job"] = {"job": "7f3a0c1e-1", "total": 40, "done": 12, "finished": False}
+            return ExecResult(0, json.dumps(status), "")
+        return res
+
+
+def test_a_job_refused_because_one_still_runs_says_how_to_follow_that_one() -> None:
+    backend = _JobLeftRunning()
+    cluster = load_cluster_text(TWO_NETS)
+    run = ClusterRun(cluster, backend, NullEvents())
+    run.up(run_job=False)
+    with pytest.raises(JobFailed) as failed:
+        run.job()
+    said = str(failed.value)
+    assert "job 7f3a0c1e-1 (12/40 done) still runs on the master" in said
+    assert "`orchestrate job --attach 7f3a0c1e-1`" in said

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from distproc.broker import JOB_ID
 from harness import REPO, Procs
 
 from orchestrate.backends.base import EngineError, ExecResult, with_master
@@ -126,6 +127,7 @@ def test_a_job_followed_through_restarts_of_its_master_ends_exactly_once(
     rep = json.loads(followed.result.stdout)
     t_ = rep["totals"]
     assert rep["job"]["id"] == followed.job_id
+    assert JOB_ID.fullmatch(followed.job_id), "the id `job --attach` takes, as the master makes it"
     assert (t_["tasks"], t_["ok"], t_["lost"], t_["failed"]) == (3_000_000, 3_000_000, 0, 0)
     assert {c["name"]: c["status"] for c in rep["checks"]}["every_id_accounted"] == "pass"
 
@@ -168,3 +170,21 @@ def test_a_refused_submit_is_returned_as_it_is(procs: Procs) -> None:
     out = follower.run(["submit", "--progress", "json", "--kind", "square", "--tasks", "-5"], 30)
     assert out.job_id is None and out.restarts == []
     assert out.result.exit_code not in (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("job_id", "said"),
+    [("-x", "refused"), ("f" * 5000, "refused"), ("", "while the master kept running")],
+)
+def test_an_attach_the_running_master_refuses_is_said_at_once_not_followed_as_a_restart(
+    procs: Procs, job_id: str, said: str
+) -> None:
+    """A refusal (bad arguments, exit 2; an error while the same master runs, here "no job
+    has run yet", exit 1) is not a lost master: never ``MAX_ATTACHES`` false restarts."""
+    backend = MasterOnLoopback(procs)
+    _start(procs, backend)
+    follower = JobFollower(CLUSTER, backend, NullEvents(), lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(JobLost, match=said) as lost:
+        follower.attach(job_id, 30)
+    assert "restarted 20 times" not in str(lost.value)
+    assert len(str(lost.value)) < 1000  # the id is not echoed whole
