@@ -186,7 +186,8 @@ def test_a_master_that_crashes_comes_back_and_orchestrate_job_follows_it(chaos_c
     while time.monotonic() < deadline:  # until the job is well under way
         res = DockerBackend().control(CLUSTER, ["status"])
         status = json.loads(res.stdout) if res.exit_code == 0 else {}
-        if (status.get("job") or {}).get("done", 0) > 1500:
+        running = status.get("job") or {"finished": True}  # the last test's job has ended
+        if not running["finished"] and running["done"] > 1500:
             break
         time.sleep(0.2)
     master = _master()

@@ -197,9 +197,11 @@ def test_down_removes_exactly_the_labelled_objects_and_is_idempotent(one_worker:
     )  # not managed
     try:
         first = one_worker.cli("down", "-f", str(one_worker.file))
-        assert first.returncode == 0 and "removed 3 objects" in first.stderr, first.stderr
+        # the master, the worker, the network and the master's journal volume
+        assert first.returncode == 0 and "removed 4 objects" in first.stderr, first.stderr
         assert not client.containers.list(all=True, filters=labels.cluster_filter("e2e-one"))
         assert not client.networks.list(filters=labels.cluster_filter("e2e-one"))
+        assert not client.volumes.list(filters=labels.cluster_filter("e2e-one"))
         client.networks.get(bystander.id)  # still there: it was not ours
         again = one_worker.cli("down", "-f", str(one_worker.file))
         assert again.returncode == 0 and "removed 0 objects" in again.stderr
