@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from distproc.cli import EXIT_CHECK, EXIT_OK, EXIT_UNKNOWN_JOB, EXIT_USAGE
+
 from .backends.base import Backend, EngineError, ExecResult
 from .events import Events
 from .model import Cluster, OrchestrateError
@@ -27,9 +29,6 @@ MASTER_BACK_WAIT = 180.0
 #: restarts followed per job, at most (each is bounded by MASTER_BACK_WAIT)
 MAX_ATTACHES = 20
 POLL = 0.5
-#: ``distproc``'s exit codes: a command refused before it ran (bad arguments), and
-#: ``attach``'s for a job the master does not know
-EXIT_USAGE, EXIT_UNKNOWN_JOB = 2, 4
 
 
 class JobLost(OrchestrateError):
@@ -48,7 +47,7 @@ class Followed:
 
 def has_report(res: ExecResult) -> bool:
     """``submit`` and ``attach`` print a report and exit 0 (all checks pass) or 3."""
-    return res.exit_code in (0, 3) and bool(res.stdout.strip())
+    return res.exit_code in (EXIT_OK, EXIT_CHECK) and bool(res.stdout.strip())
 
 
 class JobFollower:
