@@ -53,6 +53,26 @@ FOLLOW_FLAGS = ("-F", "--follow")
 FOLLOW_HINT = "-f is the cluster file; use --follow (-F) to follow"
 
 
+#: the longest time-out a flag takes (a week): longer is a typo, not a plan
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
+def seconds(text: str) -> float:
+    """An argparse type for a time-out: a finite number of seconds above 0 (NaN, inf, 0 and
+    negatives refused at the flag, before anything runs)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: seconds must be above 0 and at most {MAX_SECONDS:.0f}"
+        )
+    return value
+
+
 def _add_file_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     """``-f/--file``: one definition for the global option and every subcommand's.
 
@@ -250,7 +270,7 @@ def _add_dashboard_options(parser: argparse.ArgumentParser, flag: bool = False) 
     g.add_argument("--open", action="store_true", help="open the page in a browser")
     g.add_argument(
         "--poll",
-        type=float,
+        type=seconds,
         default=1.0,
         metavar="S",
         help="seconds between polls of the cluster (default %(default)s)",
@@ -544,14 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.add_argument(
         "--ready-timeout",
-        type=float,
+        type=seconds,
         default=90.0,
         metavar="S",
         help="how long workers may take to connect (default %(default)s)",
     )
     p.add_argument(
         "--job-timeout",
-        type=float,
+        type=seconds,
         default=900.0,
         metavar="S",
         help="cancel the job after S seconds (default %(default)s)",
@@ -585,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("job", help="run another job on the running cluster")
     _add_file_option(p)
     _add_job_overrides(p)
-    p.add_argument("--job-timeout", type=float, default=900.0, metavar="S")
+    p.add_argument("--job-timeout", type=seconds, default=900.0, metavar="S")
     p.add_argument(
         "--attach",
         metavar="ID",
@@ -621,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=float, metavar="MS", help="slow-link: delay (needs netem)")
     p.add_argument("--loss", type=float, metavar="PCT", help="slow-link: loss (needs netem)")
     _add_job_overrides(p)
-    p.add_argument("--job-timeout", type=float, default=900.0, metavar="S")
+    p.add_argument("--job-timeout", type=seconds, default=900.0, metavar="S")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON on stdout")
     p.set_defaults(func=cmd_chaos)
 

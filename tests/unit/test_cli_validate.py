@@ -81,3 +81,17 @@ def test_bad_job_options_exit_2_before_touching_the_engine(args: list[str], frag
     result = _run("job", *args)
     assert result.returncode == 2, result.stderr
     assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e12", "soon"])
+@pytest.mark.parametrize("flag", [("job", "--job-timeout"), ("up", "--ready-timeout")])
+def test_a_time_out_that_is_not_a_finite_positive_number_is_refused_at_its_flag(
+    capsys: pytest.CaptureFixture[str], flag: tuple[str, str], value: str
+) -> None:
+    """Refused by the flag's type (exit 2, before any engine is asked): a NaN time-out was
+    passed on to the master, which refused it only after the job had been prepared."""
+    command, name = flag
+    with pytest.raises(SystemExit) as exc:
+        main([command, "-f", "cluster.yaml", name, value])
+    assert exc.value.code == 2
+    assert f"argument {name}: '{value}'" in capsys.readouterr().err
