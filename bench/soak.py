@@ -49,6 +49,7 @@ from orchestrate.backends import make_backend
 from orchestrate.chaos.runner import READY_TIMEOUT, ChaosRefused, ChaosRun, NotHealed, Planned
 from orchestrate.chaos.scenarios import IMPLEMENTATIONS
 from orchestrate.chaos.verdict import Verdict, judge
+from orchestrate.cli import EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME
 from orchestrate.cluster import ClusterNotRunning, ClusterRun
 from orchestrate.events import Events
 from orchestrate.model import ChaosEntry, ConfigError, OrchestrateError, load_cluster
@@ -75,7 +76,8 @@ WANTED = ("restart-master",)
 VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("slow-link (netem delay)", {"scenario": "slow-link", "delay": 50}),
 )
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LOST = 0, 1, 2, 3
+# the orchestrator's one table: a loss is a failed check (3), an error a runtime one (1)
+EXIT_ERROR, EXIT_USAGE, EXIT_LOST = EXIT_RUNTIME, EXIT_CONFIG, EXIT_CHECK_FAILED
 
 
 @dataclass(frozen=True)
@@ -518,7 +520,7 @@ def main(argv: list[str] | None = None, backend: Any = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("soak: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         events.close()
     print_verdict(Console(highlight=False), verdict)

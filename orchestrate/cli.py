@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distproc.cli import SECONDS  # the queue program's type for seconds: one definition
 from distproc.text import plural
 from rich.console import Console
 
@@ -37,6 +38,7 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
 EXIT_CHECK_FAILED = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a command that SIGINT ended
 DEFAULT_CONFIG = "cluster.yaml"
 MIN_POLL = 0.5  # seconds between the dashboard's polls of the master, at the least
 
@@ -51,26 +53,6 @@ FILE_FLAGS = ("-f", "--file")
 FOLLOW_FLAGS = ("-F", "--follow")
 #: Said when ``-f`` is used as follow (``docker logs -f``), or given without its file.
 FOLLOW_HINT = "-f is the cluster file; use --follow (-F) to follow"
-
-
-#: the longest time-out a flag takes (a week): longer is a typo, not a plan
-MAX_SECONDS = 7 * 24 * 3600.0
-
-
-def seconds(text: str) -> float:
-    """An argparse type for a time-out: a finite number of seconds above 0 (NaN, inf, 0 and
-    negatives refused at the flag, before anything runs)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: seconds must be above 0 and at most {MAX_SECONDS:.0f}"
-        )
-    return value
 
 
 def _add_file_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -270,7 +252,7 @@ def _add_dashboard_options(parser: argparse.ArgumentParser, flag: bool = False) 
     g.add_argument("--open", action="store_true", help="open the page in a browser")
     g.add_argument(
         "--poll",
-        type=seconds,
+        type=SECONDS,
         default=1.0,
         metavar="S",
         help="seconds between polls of the cluster (default %(default)s)",
@@ -564,14 +546,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.add_argument(
         "--ready-timeout",
-        type=seconds,
+        type=SECONDS,
         default=90.0,
         metavar="S",
         help="how long workers may take to connect (default %(default)s)",
     )
     p.add_argument(
         "--job-timeout",
-        type=seconds,
+        type=SECONDS,
         default=900.0,
         metavar="S",
         help="cancel the job after S seconds (default %(default)s)",
@@ -605,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("job", help="run another job on the running cluster")
     _add_file_option(p)
     _add_job_overrides(p)
-    p.add_argument("--job-timeout", type=seconds, default=900.0, metavar="S")
+    p.add_argument("--job-timeout", type=SECONDS, default=900.0, metavar="S")
     p.add_argument(
         "--attach",
         metavar="ID",
@@ -641,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=float, metavar="MS", help="slow-link: delay (needs netem)")
     p.add_argument("--loss", type=float, metavar="PCT", help="slow-link: loss (needs netem)")
     _add_job_overrides(p)
-    p.add_argument("--job-timeout", type=seconds, default=900.0, metavar="S")
+    p.add_argument("--job-timeout", type=SECONDS, default=900.0, metavar="S")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON on stdout")
     p.set_defaults(func=cmd_chaos)
 
@@ -692,4 +674,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("orchestrate: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

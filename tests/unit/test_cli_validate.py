@@ -94,4 +94,5 @@ def test_a_time_out_that_is_not_a_finite_positive_number_is_refused_at_its_flag(
     with pytest.raises(SystemExit) as exc:
         main([command, "-f", "cluster.yaml", name, value])
     assert exc.value.code == 2
-    assert f"argument {name}: '{value}'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"argument {name}: " in err and value in err
